@@ -1,0 +1,38 @@
+/*
+ * cache.h - the SSD block cache: decompressed, verified blocks, one file per block,
+ * named by content hash under DIR/blocks/<xx>/<hash>.
+ *
+ * Blocks are immutable and content-addressed, so a cached file is valid forever; the only
+ * question is space. The cache keeps total bytes under a limit by evicting least-recently-
+ * used blocks. Dirty data never lives here (it is in the staging area, see core.c), so
+ * everything here can be evicted at any time.
+ *
+ * Calling sequence: rfs_cache_open(); any thread: rfs_cache_open_block() to read a block
+ * (returns an fd the caller closes; the file stays readable even if evicted meanwhile),
+ * rfs_cache_put() after fetching and verifying a block; rfs_cache_close() at exit.
+ * Errors: 0/fd or negative errno. A failed put (e.g. ENOSPC) is not fatal to the caller,
+ * which still holds the block in memory.
+ */
+#ifndef RFS_CACHE_H
+#define RFS_CACHE_H
+
+#include <stdint.h>
+
+#include "fs/util.h"
+
+struct rfs_cache;
+
+struct rfs_cache_stats {
+	uint64_t used, limit, blocks, hits, misses, evictions;
+};
+
+int rfs_cache_open(const char *dir, uint64_t limit, struct rfs_cache **out);
+void rfs_cache_close(struct rfs_cache *c);
+/* Returns a read-only fd on the block, or -ENOENT. Counts a hit or a miss. */
+int rfs_cache_open_block(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
+/* Whether the block is cached (no hit/miss counted, no LRU change). */
+int rfs_cache_has(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
+int rfs_cache_put(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN], const void *data, uint32_t len);
+void rfs_cache_get_stats(struct rfs_cache *c, struct rfs_cache_stats *st);
+
+#endif

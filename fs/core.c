@@ -1,0 +1,2015 @@
+/*
+ * core.c - the filesystem core (see core.h for the contract and the lock order).
+ *
+ * Dirty block state machine (per block of a file, protected by node->lock):
+ *
+ *   CLEAN --write--> DIRTY(gen g) --write--> DIRTY(g+1) ...
+ *   DIRTY(g) --flush seals gen g, stores the pack, writes the block map--> CLEAN if the gen is
+ *   still g, else stays DIRTY (written again during the upload; flushed next round).
+ *
+ * A DIRTY block's bytes live in CACHE/staging/<ino>.<idx> and only there until the flush
+ * commits, so the staging file is deleted only after the metadata naming the stored block is
+ * in the DB (and that metadata only after the pack is in the store: invariant C1). A daemon
+ * killed at any point finds the staging files at the next mount and flushes them again.
+ */
+#include "fs/core.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "fs/cache.h"
+#include "fs/format.h"
+#include "fs/log.h"
+#include "fs/meta.h"
+#include "fs/pack.h"
+#include "sync/commit.h"
+
+#ifndef RFS_PACK_TARGET
+#define RFS_PACK_TARGET (32u << 20) /* upload a pack once it holds this many bytes */
+#endif
+#ifndef RFS_MAX_DIRTY_AGE_MS
+#define RFS_MAX_DIRTY_AGE_MS 5000 /* data of a file still open for writing waits at most this */
+#endif
+
+struct dblock {
+	uint64_t idx;
+	uint64_t gen;
+};
+
+struct node {
+	uint64_t ino;
+	struct node *hnext;   /* protected by fs->nodes_lock */
+	int refs;             /* protected by fs->nodes_lock: temporary holders */
+	int opens, writers;   /* protected by fs->nodes_lock */
+
+	pthread_mutex_t lock;
+	/* below: protected by lock */
+	struct dblock *blocks;
+	size_t nblocks, cap;
+	uint64_t gen_counter;
+	int attr_dirty;       /* size/mtime/ctime below are newer than the DB's */
+	uint64_t attr_gen;
+	uint64_t size;
+	int64_t mtime, ctime;
+	int64_t dirty_since_ms; /* CLOCK_BOOTTIME of the oldest unflushed change, 0: clean */
+	int dirty;            /* nblocks || attr_dirty; written under lock, read atomically
+			       * under fs->nodes_lock (which must never wait for a node lock) */
+};
+
+struct rfs_fs {
+	struct rfs_fs_config cfg;
+	char *cache_dir;
+	char staging_dir[PATH_MAX];
+	struct rfs_store *store;
+	struct rfs_meta *meta;
+	struct rfs_cache *cache;
+	struct rfs_sync *sync;
+	struct rfs_format format;
+	char host_id[40];
+
+	pthread_mutex_t flush_lock; /* one flush at a time; truncate waits for it */
+
+	pthread_mutex_t nodes_lock;
+	struct node *nodes[4096]; /* protected by nodes_lock */
+
+	pthread_mutex_t bg_lock;
+	pthread_cond_t bg_cond;
+	int bg_stop, bg_kick, bg_running; /* protected by bg_lock */
+	pthread_t bg_thread;
+};
+
+#define NODE_BUCKETS (sizeof(((struct rfs_fs *)0)->nodes) / sizeof(struct node *))
+
+/* ---------- nodes ---------- */
+
+static struct node *node_find_locked(struct rfs_fs *fs, uint64_t ino)
+{
+	for (struct node *n = fs->nodes[ino % NODE_BUCKETS]; n; n = n->hnext)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+/* Returns the node for ino with a reference, creating it if create is set (else NULL if absent). */
+static struct node *node_get(struct rfs_fs *fs, uint64_t ino, int create)
+{
+	pthread_mutex_lock(&fs->nodes_lock);
+	struct node *n = node_find_locked(fs, ino);
+	if (!n && create) {
+		n = calloc(1, sizeof(*n));
+		if (n) {
+			n->ino = ino;
+			pthread_mutex_init(&n->lock, NULL);
+			n->hnext = fs->nodes[ino % NODE_BUCKETS];
+			fs->nodes[ino % NODE_BUCKETS] = n;
+		}
+	}
+	if (n)
+		n->refs++;
+	pthread_mutex_unlock(&fs->nodes_lock);
+	return n;
+}
+
+/* Drops a reference; frees the node when nobody holds or opens it and it is clean. */
+static void node_put(struct rfs_fs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->nodes_lock);
+	n->refs--;
+	if (n->refs == 0 && n->opens == 0) {
+		if (!__atomic_load_n(&n->dirty, __ATOMIC_ACQUIRE)) {
+			struct node **pp = &fs->nodes[n->ino % NODE_BUCKETS];
+			while (*pp != n)
+				pp = &(*pp)->hnext;
+			*pp = n->hnext;
+			pthread_mutex_destroy(&n->lock);
+			free(n->blocks);
+			free(n);
+		}
+	}
+	pthread_mutex_unlock(&fs->nodes_lock);
+}
+
+static struct dblock *dblock_find(struct node *n, uint64_t idx)
+{
+	for (size_t i = 0; i < n->nblocks; i++)
+		if (n->blocks[i].idx == idx)
+			return &n->blocks[i];
+	return NULL;
+}
+
+static void staging_path(struct rfs_fs *fs, uint64_t ino, uint64_t idx, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%" PRIu64 ".%" PRIu64, fs->staging_dir, ino, idx);
+}
+
+static int dblock_add(struct node *n, uint64_t idx)
+{
+	if (n->nblocks == n->cap) {
+		size_t nc = n->cap ? n->cap * 2 : 8;
+		struct dblock *nb = realloc(n->blocks, nc * sizeof(*nb));
+		if (!nb)
+			return -ENOMEM;
+		n->blocks = nb;
+		n->cap = nc;
+	}
+	n->blocks[n->nblocks].idx = idx;
+	n->blocks[n->nblocks].gen = ++n->gen_counter;
+	n->nblocks++;
+	return 0;
+}
+
+static void dblock_remove(struct rfs_fs *fs, struct node *n, size_t i)
+{
+	char path[PATH_MAX];
+	staging_path(fs, n->ino, n->blocks[i].idx, path, sizeof(path));
+	unlink(path);
+	n->blocks[i] = n->blocks[n->nblocks - 1];
+	n->nblocks--;
+}
+
+/* Recomputes the lock-free dirty summary. Caller holds n->lock. */
+static void update_dirty(struct node *n)
+{
+	int d = n->nblocks > 0 || n->attr_dirty;
+	if (!d)
+		__atomic_store_n(&n->dirty_since_ms, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&n->dirty, d, __ATOMIC_RELEASE);
+}
+
+static void mark_dirty(struct node *n)
+{
+	if (!n->dirty_since_ms)
+		__atomic_store_n(&n->dirty_since_ms, rfs_monotonic_ms(), __ATOMIC_RELEASE);
+	update_dirty(n);
+}
+
+/* ---------- attributes ---------- */
+
+static void attr_to_stat(const struct rfs_attr *a, uint32_t block_size, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_rdev = a->rdev;
+	st->st_blksize = (blksize_t)(block_size < 1048576 ? block_size : 1048576);
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_atim.tv_sec = a->atime / 1000000000;
+	st->st_atim.tv_nsec = a->atime % 1000000000;
+	st->st_mtim.tv_sec = a->mtime / 1000000000;
+	st->st_mtim.tv_nsec = a->mtime % 1000000000;
+	st->st_ctim.tv_sec = a->ctime / 1000000000;
+	st->st_ctim.tv_nsec = a->ctime % 1000000000;
+}
+
+/* Overlays what an open node knows that the DB does not yet. */
+static void overlay(struct rfs_fs *fs, struct rfs_attr *a)
+{
+	struct node *n = node_get(fs, a->ino, 0);
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	if (n->attr_dirty) {
+		a->size = n->size;
+		a->mtime = n->mtime;
+		if (n->ctime > a->ctime)
+			a->ctime = n->ctime;
+	}
+	pthread_mutex_unlock(&n->lock);
+	node_put(fs, n);
+}
+
+/* Reads attributes with the overlay applied. */
+static int get_attr(struct rfs_fs *fs, uint64_t ino, struct rfs_attr *a)
+{
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_get_attr(fs->meta, ino, a);
+	rfs_meta_unlock(fs->meta);
+	if (rc == 0)
+		overlay(fs, a);
+	return rc;
+}
+
+int rfs_getattr(struct rfs_fs *fs, uint64_t ino, struct stat *st)
+{
+	struct rfs_attr a;
+	int rc = get_attr(fs, ino, &a);
+	if (rc == 0)
+		attr_to_stat(&a, fs->format.block_size, st);
+	return rc;
+}
+
+int rfs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct stat *st)
+{
+	uint64_t ino;
+	struct rfs_attr a;
+	if (strlen(name) > NAME_MAX)
+		return -ENAMETOOLONG;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_lookup(fs->meta, parent, name, &ino);
+	if (rc == 0)
+		rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0)
+		return rc;
+	overlay(fs, &a);
+	attr_to_stat(&a, fs->format.block_size, st);
+	return 0;
+}
+
+static int check_writable(struct rfs_fs *fs)
+{
+	return fs->cfg.read_only ? -EROFS : 0;
+}
+
+/* Reads a directory's attributes inside a transaction and checks it is one. */
+static int get_dir(struct rfs_fs *fs, uint64_t ino, struct rfs_attr *a)
+{
+	int rc = rfs_meta_get_attr(fs->meta, ino, a);
+	if (rc == 0 && !S_ISDIR(a->mode))
+		rc = -ENOTDIR;
+	return rc;
+}
+
+static void touch_dir(struct rfs_attr *dir, int64_t now)
+{
+	dir->mtime = now;
+	dir->ctime = now;
+}
+
+/* ---------- block I/O ---------- */
+
+/* Brings a stored block into memory: cache, else the store (verified, then cached).
+ * buf holds block_size bytes; *len receives the block's length. */
+static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t *buf, uint32_t *len)
+{
+	int fd = rfs_cache_open_block(fs->cache, hash);
+	if (fd >= 0) {
+		ssize_t r = rfs_pread_full(fd, buf, fs->format.block_size, 0);
+		close(fd);
+		if (r >= 0) {
+			*len = (uint32_t)r;
+			return 0;
+		}
+	}
+	struct rfs_block_loc loc;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_block_get(fs->meta, hash, &loc);
+	rfs_meta_unlock(fs->meta);
+	char hex[2 * RFS_HASH_LEN + 1];
+	if (rc < 0) {
+		rfs_hex(hash, RFS_HASH_LEN, hex);
+		RFS_LOG(LOG_ERR, "block %s is named by a file but has no location in the metadata", hex);
+		return -EIO;
+	}
+	if (loc.rlen > fs->format.block_size) {
+		RFS_LOG(LOG_ERR, "block in pack %s claims %u bytes, more than the block size", loc.pack, loc.rlen);
+		return -EIO;
+	}
+	char key[64];
+	rfs_pack_key(loc.pack, key, sizeof(key));
+	struct rfs_buf b = {0};
+	rc = rfs_store_get(fs->store, key, loc.off, loc.slen, &b);
+	if (rc < 0) {
+		char cause[256];
+		rfs_store_error(fs->store, cause, sizeof(cause));
+		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, loc.off, cause[0] ? cause : strerror(-rc));
+		return -EIO;
+	}
+	if (b.len != loc.slen)
+		rc = -EIO;
+	else
+		rc = rfs_pack_decode_block(b.data, loc.slen, loc.codec, loc.rlen, hash, buf);
+	rfs_buf_free(&b);
+	if (rc < 0) {
+		rfs_hex(hash, RFS_HASH_LEN, hex);
+		RFS_LOG(LOG_ERR, "pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
+			"run 'roamfs fsck' on the store", key, hex, loc.off);
+		return -EIO;
+	}
+	*len = loc.rlen;
+	rc = rfs_cache_put(fs->cache, hash, buf, loc.rlen);
+	if (rc < 0 && rc != -EFBIG)
+		RFS_LOG(LOG_DEBUG, "cannot cache a block: %s", strerror(-rc));
+	return 0;
+}
+
+/* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
+ * Bytes past the block's stored length read as zeros. */
+static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off,
+			   uint32_t len, char *out)
+{
+	if (n && dblock_find(n, idx)) {
+		char path[PATH_MAX];
+		staging_path(fs, ino, idx, path, sizeof(path));
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		ssize_t r = rfs_pread_full(fd, out, len, off);
+		close(fd);
+		if (r < 0)
+			return (int)r;
+		memset(out + r, 0, len - (size_t)r);
+		return 0;
+	}
+	uint8_t hash[RFS_HASH_LEN];
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_bmap_get(fs->meta, ino, idx, hash);
+	rfs_meta_unlock(fs->meta);
+	if (rc == -ENOENT) {
+		memset(out, 0, len); /* a hole */
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	int fd = rfs_cache_open_block(fs->cache, hash);
+	if (fd >= 0) {
+		ssize_t r = rfs_pread_full(fd, out, len, off);
+		close(fd);
+		if (r >= 0) {
+			memset(out + r, 0, len - (size_t)r);
+			return 0;
+		}
+	}
+	uint8_t *buf = malloc(fs->format.block_size);
+	if (!buf)
+		return -ENOMEM;
+	uint32_t blen = 0;
+	rc = load_block(fs, hash, buf, &blen);
+	if (rc == 0) {
+		uint32_t avail = off < blen ? blen - off : 0;
+		uint32_t c = avail < len ? avail : len;
+		memcpy(out, buf + off, c);
+		memset(out + c, 0, len - c);
+	}
+	free(buf);
+	return rc;
+}
+
+/* Makes block idx dirty, copying its current content into a staging file unless the caller
+ * is about to overwrite all of it. Caller holds n->lock. */
+static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overwrite_all)
+{
+	struct dblock *d = dblock_find(n, idx);
+	if (d) {
+		d->gen = ++n->gen_counter;
+		return 0;
+	}
+	char path[PATH_MAX];
+	staging_path(fs, n->ino, idx, path, sizeof(path));
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = 0;
+	if (!overwrite_all) {
+		uint8_t hash[RFS_HASH_LEN];
+		rfs_meta_lock(fs->meta);
+		rc = rfs_meta_bmap_get(fs->meta, n->ino, idx, hash);
+		rfs_meta_unlock(fs->meta);
+		if (rc == 0) {
+			uint8_t *buf = malloc(fs->format.block_size);
+			uint32_t blen = 0;
+			rc = buf ? load_block(fs, hash, buf, &blen) : -ENOMEM;
+			/* never keep more than the file's current size in the block */
+			uint64_t start = idx * fs->format.block_size;
+			if (rc == 0 && start + blen > n->size)
+				blen = n->size > start ? (uint32_t)(n->size - start) : 0;
+			if (rc == 0) {
+				ssize_t w = rfs_pwrite_full(fd, buf, blen, 0);
+				if (w < 0)
+					rc = (int)w;
+			}
+			free(buf);
+		} else if (rc == -ENOENT) {
+			rc = 0;
+		}
+	}
+	close(fd);
+	if (rc == 0)
+		rc = dblock_add(n, idx);
+	if (rc < 0)
+		unlink(path);
+	return rc;
+}
+
+/* Loads the node's size/times from the DB if it has no newer ones. Caller holds n->lock. */
+static int node_load_attr(struct rfs_fs *fs, struct node *n)
+{
+	if (n->attr_dirty)
+		return 0;
+	struct rfs_attr a;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_get_attr(fs->meta, n->ino, &a);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0)
+		return rc;
+	n->size = a.size;
+	n->mtime = a.mtime;
+	n->ctime = a.ctime;
+	return 0;
+}
+
+ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf)
+{
+	struct node *n = node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&n->lock);
+	ssize_t rc = node_load_attr(fs, n);
+	if (rc < 0)
+		goto out;
+	if (off >= n->size) {
+		rc = 0;
+		goto out;
+	}
+	if (size > n->size - off)
+		size = (size_t)(n->size - off);
+	uint32_t bs = fs->format.block_size;
+	size_t done = 0;
+	while (done < size) {
+		uint64_t pos = off + done;
+		uint64_t idx = pos / bs;
+		uint32_t boff = (uint32_t)(pos % bs);
+		uint32_t chunk = bs - boff;
+		if (chunk > size - done)
+			chunk = (uint32_t)(size - done);
+		int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done);
+		if (r < 0) {
+			rc = r;
+			goto out;
+		}
+		done += chunk;
+	}
+	rc = (ssize_t)done;
+out:
+	pthread_mutex_unlock(&n->lock);
+	node_put(fs, n);
+	return rc;
+}
+
+ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size)
+{
+	if (check_writable(fs))
+		return -EROFS;
+	struct node *n = node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&n->lock);
+	ssize_t rc = node_load_attr(fs, n);
+	if (rc < 0)
+		goto out;
+	uint32_t bs = fs->format.block_size;
+	size_t done = 0;
+	while (done < size) {
+		uint64_t pos = off + done;
+		uint64_t idx = pos / bs;
+		uint32_t boff = (uint32_t)(pos % bs);
+		uint32_t chunk = bs - boff;
+		if (chunk > size - done)
+			chunk = (uint32_t)(size - done);
+		/* the write replaces all old content of the block if it covers [0, old length) */
+		uint64_t start = idx * bs;
+		uint64_t old_len = n->size > start ? n->size - start : 0;
+		if (old_len > bs)
+			old_len = bs;
+		int all = boff == 0 && chunk >= old_len;
+		int r = make_dirty(fs, n, idx, all);
+		if (r < 0) {
+			rc = r;
+			break;
+		}
+		char path[PATH_MAX];
+		staging_path(fs, ino, idx, path, sizeof(path));
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			break;
+		}
+		ssize_t w = rfs_pwrite_full(fd, buf + done, chunk, boff);
+		close(fd);
+		if (w < 0) {
+			rc = w;
+			break;
+		}
+		done += chunk;
+		if (pos + chunk > n->size)
+			n->size = pos + chunk;
+	}
+	if (done) {
+		int64_t now = rfs_now_ns();
+		n->mtime = now;
+		n->ctime = now;
+		n->attr_dirty = 1;
+		n->attr_gen++;
+		mark_dirty(n);
+		rc = (ssize_t)done; /* a partial write reports what landed */
+	} else if (rc == 0) {
+		rc = 0;
+	}
+	update_dirty(n);
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		RFS_LOG(LOG_WARNING, "staging area on '%s' is full: a write to inode %" PRIu64 " failed "
+			"(free space on the cache disk or lower --cache-size)", fs->cache_dir, ino);
+out:
+	pthread_mutex_unlock(&n->lock);
+	node_put(fs, n);
+	return rc;
+}
+
+/* ---------- flush: staging -> pack -> store -> metadata ---------- */
+
+struct sealed {
+	struct node *n;
+	uint64_t idx, gen;
+	int hole;
+	uint8_t hash[RFS_HASH_LEN];
+};
+
+struct attr_snap {
+	struct node *n;
+	uint64_t attr_gen;
+	int attr_dirty;
+	uint64_t size;
+	int64_t mtime, ctime;
+};
+
+struct flush_batch {
+	struct sealed *s;
+	size_t ns, caps;
+	struct rfs_pack_entry *entries; /* blocks stored in packs during this flush */
+	char (*entry_pack)[33];
+	size_t ne, cape;
+	struct rfs_pack pack;
+	int pack_open;
+};
+
+static int batch_add_sealed(struct flush_batch *b, const struct sealed *s)
+{
+	if (b->ns == b->caps) {
+		size_t nc = b->caps ? b->caps * 2 : 64;
+		struct sealed *x = realloc(b->s, nc * sizeof(*x));
+		if (!x)
+			return -ENOMEM;
+		b->s = x;
+		b->caps = nc;
+	}
+	b->s[b->ns++] = *s;
+	return 0;
+}
+
+static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
+{
+	if (!b->pack_open)
+		return 0;
+	int rc = 0;
+	if (b->pack.count == 0)
+		goto out;
+	rc = rfs_pack_finish(&b->pack);
+	if (rc < 0)
+		goto out;
+	char key[64];
+	rfs_pack_key(b->pack.id, key, sizeof(key));
+	rc = rfs_store_put(fs->store, key, b->pack.buf.data, b->pack.buf.len);
+	if (rc < 0) {
+		char cause[256];
+		rfs_store_error(fs->store, cause, sizeof(cause));
+		RFS_LOG(LOG_WARNING, "cannot upload pack %s: %s; the data stays in staging and is retried",
+			key, cause[0] ? cause : strerror(-rc));
+		goto out;
+	}
+	if (b->ne + b->pack.count > b->cape) {
+		size_t nc = (b->ne + b->pack.count) * 2;
+		struct rfs_pack_entry *e = realloc(b->entries, nc * sizeof(*e));
+		if (!e) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		b->entries = e;
+		char(*p)[33] = realloc(b->entry_pack, nc * sizeof(*p));
+		if (!p) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		b->entry_pack = p;
+		b->cape = nc;
+	}
+	for (uint32_t i = 0; i < b->pack.count; i++) {
+		b->entries[b->ne] = b->pack.entries[i];
+		memcpy(b->entry_pack[b->ne], b->pack.id, 33);
+		b->ne++;
+	}
+out:
+	rfs_pack_free(&b->pack);
+	b->pack_open = 0;
+	return rc;
+}
+
+static int block_known(struct rfs_fs *fs, struct flush_batch *b, const uint8_t *hash)
+{
+	for (uint32_t i = 0; b->pack_open && i < b->pack.count; i++)
+		if (!memcmp(b->pack.entries[i].hash, hash, RFS_HASH_LEN))
+			return 1;
+	for (size_t i = 0; i < b->ne; i++)
+		if (!memcmp(b->entries[i].hash, hash, RFS_HASH_LEN))
+			return 1;
+	struct rfs_block_loc loc;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_block_get(fs->meta, hash, &loc);
+	rfs_meta_unlock(fs->meta);
+	return rc == 0;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* Seals the dirty blocks of one node into the batch. Caller holds fs->flush_lock. */
+static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, struct attr_snap *snap,
+		     uint8_t *buf)
+{
+	uint32_t bs = fs->format.block_size;
+	pthread_mutex_lock(&n->lock);
+	snap->n = n;
+	snap->attr_dirty = n->attr_dirty;
+	snap->attr_gen = n->attr_gen;
+	snap->size = n->size;
+	snap->mtime = n->mtime;
+	snap->ctime = n->ctime;
+	size_t count = n->nblocks;
+	struct dblock *list = malloc((count ? count : 1) * sizeof(*list));
+	if (!list) {
+		pthread_mutex_unlock(&n->lock);
+		return -ENOMEM;
+	}
+	memcpy(list, n->blocks, count * sizeof(*list));
+	uint64_t size = n->size;
+	int rc = 0;
+	/* Reading staging under the node lock keeps a concurrent write from tearing the block;
+	 * the upload itself happens without it. */
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		struct sealed s = {.n = n, .idx = list[i].idx, .gen = list[i].gen};
+		uint64_t start = s.idx * bs;
+		if (start >= size) {
+			s.hole = 1; /* beyond EOF (a truncate raced us): drop it */
+			rc = batch_add_sealed(b, &s);
+			continue;
+		}
+		uint32_t len = size - start < bs ? (uint32_t)(size - start) : bs;
+		char path[PATH_MAX];
+		staging_path(fs, n->ino, s.idx, path, sizeof(path));
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			RFS_LOG(LOG_ERR, "staging file '%s' vanished: %s", path, strerror(errno));
+			break;
+		}
+		ssize_t r = rfs_pread_full(fd, buf, len, 0);
+		close(fd);
+		if (r < 0) {
+			rc = (int)r;
+			break;
+		}
+		memset(buf + r, 0, len - (size_t)r);
+		if (all_zero(buf, len)) {
+			s.hole = 1;
+		} else {
+			rfs_sha256(buf, len, s.hash);
+			if (!block_known(fs, b, s.hash)) {
+				if (!b->pack_open) {
+					rfs_pack_init(&b->pack, fs->format.compress);
+					b->pack_open = 1;
+				}
+				rc = rfs_pack_add(&b->pack, s.hash, buf, len, NULL);
+			}
+		}
+		if (rc == 0)
+			rc = batch_add_sealed(b, &s);
+	}
+	pthread_mutex_unlock(&n->lock);
+	free(list);
+	if (rc == 0 && b->pack_open && b->pack.buf.len >= RFS_PACK_TARGET)
+		rc = upload_pack(fs, b);
+	return rc;
+}
+
+/* Writes the metadata for everything sealed and uploaded. */
+static int commit_batch(struct rfs_fs *fs, struct flush_batch *b, struct attr_snap *snaps, size_t nsnaps)
+{
+	int rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < b->ne && rc == 0; i++) {
+		struct rfs_block_loc loc;
+		memcpy(loc.pack, b->entry_pack[i], 33);
+		loc.off = b->entries[i].offset;
+		loc.slen = b->entries[i].stored_len;
+		loc.rlen = b->entries[i].raw_len;
+		loc.codec = b->entries[i].codec;
+		rc = rfs_meta_block_put(fs->meta, b->entries[i].hash, &loc);
+	}
+	for (size_t i = 0; i < b->ns && rc == 0; i++) {
+		struct sealed *s = &b->s[i];
+		if (s->hole)
+			rc = rfs_meta_bmap_del(fs->meta, s->n->ino, s->idx);
+		else
+			rc = rfs_meta_bmap_set(fs->meta, s->n->ino, s->idx, s->hash);
+	}
+	uint32_t bs = fs->format.block_size;
+	for (size_t i = 0; i < nsnaps && rc == 0; i++) {
+		struct attr_snap *sn = &snaps[i];
+		if (!sn->attr_dirty)
+			continue;
+		struct rfs_attr a;
+		rc = rfs_meta_get_attr(fs->meta, sn->n->ino, &a);
+		if (rc == -ENOENT) {
+			rc = 0; /* deleted meanwhile */
+			rfs_meta_bmap_truncate(fs->meta, sn->n->ino, 0);
+			continue;
+		}
+		if (rc < 0)
+			break;
+		a.size = sn->size;
+		a.mtime = sn->mtime;
+		if (sn->ctime > a.ctime)
+			a.ctime = sn->ctime;
+		rc = rfs_meta_put_attr(fs->meta, &a);
+		if (rc == 0)
+			rc = rfs_meta_bmap_truncate(fs->meta, sn->n->ino, (sn->size + bs - 1) / bs);
+	}
+	if (rc < 0) {
+		rfs_meta_rollback(fs->meta);
+		return rc;
+	}
+	return rfs_meta_commit(fs->meta);
+}
+
+/* Flushes the given nodes (references held by the caller). */
+static int flush_nodes(struct rfs_fs *fs, struct node **nodes, size_t count)
+{
+	struct flush_batch b;
+	memset(&b, 0, sizeof(b));
+	struct attr_snap *snaps = calloc(count ? count : 1, sizeof(*snaps));
+	uint8_t *buf = malloc(fs->format.block_size);
+	int rc = 0;
+	if (!snaps || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&fs->flush_lock);
+	for (size_t i = 0; i < count && rc == 0; i++)
+		rc = seal_node(fs, &b, nodes[i], &snaps[i], buf);
+	if (rc == 0)
+		rc = upload_pack(fs, &b); /* C1: every pack is stored before the metadata below */
+	if (rc == 0)
+		rc = commit_batch(fs, &b, snaps, count);
+	if (rc == 0) {
+		/* Retire what was sealed, unless written again meanwhile. */
+		for (size_t i = 0; i < b.ns; i++) {
+			struct node *n = b.s[i].n;
+			pthread_mutex_lock(&n->lock);
+			for (size_t j = 0; j < n->nblocks; j++) {
+				if (n->blocks[j].idx == b.s[i].idx && n->blocks[j].gen == b.s[i].gen) {
+					dblock_remove(fs, n, j);
+					break;
+				}
+			}
+			pthread_mutex_unlock(&n->lock);
+		}
+		for (size_t i = 0; i < count; i++) {
+			struct node *n = nodes[i];
+			pthread_mutex_lock(&n->lock);
+			if (n->attr_gen == snaps[i].attr_gen)
+				n->attr_dirty = 0;
+			update_dirty(n);
+			pthread_mutex_unlock(&n->lock);
+		}
+	}
+	pthread_mutex_unlock(&fs->flush_lock);
+	if (b.pack_open)
+		rfs_pack_free(&b.pack);
+out:
+	free(b.s);
+	free(b.entries);
+	free(b.entry_pack);
+	free(snaps);
+	free(buf);
+	if (rc == 0 && count)
+		rfs_sync_kick(fs->sync);
+	return rc;
+}
+
+/* Collects dirty nodes (with references). all: every dirty node; else only those closed
+ * for writing or dirty for too long. */
+static size_t collect_dirty(struct rfs_fs *fs, int all, struct node ***out)
+{
+	size_t n = 0, cap = 0;
+	struct node **list = NULL;
+	int64_t now = rfs_monotonic_ms();
+	pthread_mutex_lock(&fs->nodes_lock);
+	for (size_t i = 0; i < NODE_BUCKETS; i++) {
+		for (struct node *x = fs->nodes[i]; x; x = x->hnext) {
+			int dirty = __atomic_load_n(&x->dirty, __ATOMIC_ACQUIRE);
+			int64_t since = __atomic_load_n(&x->dirty_since_ms, __ATOMIC_ACQUIRE);
+			int due = all || x->writers == 0 || (since && now - since >= RFS_MAX_DIRTY_AGE_MS);
+			if (!dirty || !due)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct node **nl = realloc(list, nc * sizeof(*nl));
+				if (!nl)
+					goto done;
+				list = nl;
+				cap = nc;
+			}
+			x->refs++;
+			list[n++] = x;
+		}
+	}
+done:
+	pthread_mutex_unlock(&fs->nodes_lock);
+	*out = list;
+	return n;
+}
+
+static int flush_dirty(struct rfs_fs *fs, int all)
+{
+	struct node **list;
+	size_t n = collect_dirty(fs, all, &list);
+	int rc = 0;
+	/* bound the batch so one commit doesn't hold thousands of nodes' memory */
+	for (size_t i = 0; i < n && rc == 0; i += 4096) {
+		size_t c = n - i < 4096 ? n - i : 4096;
+		rc = flush_nodes(fs, list + i, c);
+	}
+	for (size_t i = 0; i < n; i++)
+		node_put(fs, list[i]);
+	free(list);
+	return rc;
+}
+
+static void *bg_thread(void *arg)
+{
+	struct rfs_fs *fs = arg;
+	pthread_mutex_lock(&fs->bg_lock);
+	while (!fs->bg_stop) {
+		if (!fs->bg_kick) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			int ms = fs->cfg.flush_interval_ms;
+			ts.tv_sec += ms / 1000;
+			ts.tv_nsec += (long)(ms % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&fs->bg_cond, &fs->bg_lock, &ts);
+		}
+		if (fs->bg_stop)
+			break;
+		fs->bg_kick = 0;
+		pthread_mutex_unlock(&fs->bg_lock);
+		int rc = flush_dirty(fs, 0);
+		if (rc < 0)
+			RFS_LOG(LOG_WARNING, "background flush failed: %s; retrying", strerror(-rc));
+		pthread_mutex_lock(&fs->bg_lock);
+	}
+	pthread_mutex_unlock(&fs->bg_lock);
+	return NULL;
+}
+
+static void bg_kick(struct rfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->bg_lock);
+	fs->bg_kick = 1;
+	pthread_cond_signal(&fs->bg_cond);
+	pthread_mutex_unlock(&fs->bg_lock);
+}
+
+int rfs_sync_all(struct rfs_fs *fs)
+{
+	int rc = flush_dirty(fs, 1);
+	if (rc == 0)
+		rc = rfs_sync_commit_now(fs->sync);
+	return rc;
+}
+
+int rfs_fsync(struct rfs_fs *fs, uint64_t ino, int datasync)
+{
+	(void)datasync; /* metadata is needed to find the data again: both are published */
+	struct node *n = node_get(fs, ino, 0);
+	int rc = 0;
+	if (n) {
+		rc = flush_nodes(fs, &n, 1);
+		node_put(fs, n);
+	}
+	if (rc == 0)
+		rc = rfs_sync_commit_now(fs->sync);
+	return rc;
+}
+
+/* ---------- truncate ---------- */
+
+/* Changes a file's size: drops dirty blocks and block map rows past it and trims the block
+ * it ends in, so bytes beyond the new size never come back on a later grow. */
+static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
+{
+	struct node *n = node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->flush_lock);
+	pthread_mutex_lock(&n->lock);
+	uint32_t bs = fs->format.block_size;
+	int rc = node_load_attr(fs, n);
+	if (rc < 0)
+		goto out;
+	if (size < n->size) {
+		uint64_t keep = (size + bs - 1) / bs; /* blocks still (partly) inside */
+		for (size_t i = 0; i < n->nblocks;) {
+			if (n->blocks[i].idx >= keep)
+				dblock_remove(fs, n, i);
+			else
+				i++;
+		}
+		update_dirty(n);
+		uint32_t tail = (uint32_t)(size % bs);
+		if (tail) {
+			uint64_t idx = size / bs;
+			rc = make_dirty(fs, n, idx, 0);
+			if (rc < 0)
+				goto out;
+			char path[PATH_MAX];
+			staging_path(fs, ino, idx, path, sizeof(path));
+			if (truncate(path, tail) < 0) {
+				rc = -errno;
+				goto out;
+			}
+			mark_dirty(n);
+		}
+	}
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		goto out;
+	struct rfs_attr a;
+	rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc == 0) {
+		int64_t now = rfs_now_ns();
+		a.size = size;
+		a.mtime = now;
+		a.ctime = now;
+		rc = rfs_meta_put_attr(fs->meta, &a);
+		if (rc == 0)
+			rc = rfs_meta_bmap_truncate(fs->meta, ino, (size + bs - 1) / bs);
+		if (rc == 0 && n->attr_dirty) {
+			n->size = size;
+			n->mtime = now;
+			n->ctime = now;
+			n->attr_gen++;
+		}
+	}
+	if (rc < 0)
+		rfs_meta_rollback(fs->meta);
+	else
+		rc = rfs_meta_commit(fs->meta);
+	if (rc == 0 && !n->attr_dirty)
+		n->size = size;
+out:
+	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&fs->flush_lock);
+	node_put(fs, n);
+	return rc;
+}
+
+int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_set, struct stat *out)
+{
+	int rc = check_writable(fs);
+	if (rc < 0)
+		return rc;
+	if (to_set & RFS_SET_SIZE) {
+		struct rfs_attr cur;
+		rc = get_attr(fs, ino, &cur);
+		if (rc < 0)
+			return rc;
+		if (S_ISDIR(cur.mode))
+			return -EISDIR;
+		if (!S_ISREG(cur.mode))
+			return -EINVAL;
+		rc = do_truncate(fs, ino, (uint64_t)in->st_size);
+		if (rc < 0)
+			return rc;
+	}
+	if (to_set & ~RFS_SET_SIZE) {
+		struct node *n = node_get(fs, ino, 0);
+		if (n)
+			pthread_mutex_lock(&n->lock);
+		rc = rfs_meta_begin(fs->meta);
+		if (rc < 0)
+			goto unlock;
+		struct rfs_attr a;
+		rc = rfs_meta_get_attr(fs->meta, ino, &a);
+		if (rc < 0) {
+			rfs_meta_rollback(fs->meta);
+			goto unlock;
+		}
+		int64_t now = rfs_now_ns();
+		if (to_set & RFS_SET_MODE)
+			a.mode = (a.mode & S_IFMT) | (in->st_mode & 07777);
+		if (to_set & RFS_SET_UID)
+			a.uid = in->st_uid;
+		if (to_set & RFS_SET_GID)
+			a.gid = in->st_gid;
+		if (to_set & RFS_SET_ATIME_NOW)
+			a.atime = now;
+		else if (to_set & RFS_SET_ATIME)
+			a.atime = (int64_t)in->st_atim.tv_sec * 1000000000 + in->st_atim.tv_nsec;
+		if (to_set & RFS_SET_MTIME_NOW)
+			a.mtime = now;
+		else if (to_set & RFS_SET_MTIME)
+			a.mtime = (int64_t)in->st_mtim.tv_sec * 1000000000 + in->st_mtim.tv_nsec;
+		if (to_set & RFS_SET_CTIME)
+			a.ctime = (int64_t)in->st_ctim.tv_sec * 1000000000 + in->st_ctim.tv_nsec;
+		else
+			a.ctime = now;
+		if (n && n->attr_dirty) {
+			/* the node's pending size/mtime would otherwise overwrite what we set */
+			a.size = n->size;
+			if (!(to_set & (RFS_SET_MTIME | RFS_SET_MTIME_NOW)))
+				a.mtime = n->mtime;
+			n->mtime = a.mtime;
+			n->ctime = a.ctime;
+			n->attr_gen++;
+		}
+		rc = rfs_meta_put_attr(fs->meta, &a);
+		if (rc < 0)
+			rfs_meta_rollback(fs->meta);
+		else
+			rc = rfs_meta_commit(fs->meta);
+	unlock:
+		if (n) {
+			pthread_mutex_unlock(&n->lock);
+			node_put(fs, n);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return rfs_getattr(fs, ino, out);
+}
+
+/* ---------- namespace ---------- */
+
+/* Creates an inode and its entry in one transaction. */
+static int create_node(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
+		       uint32_t uid, uint32_t gid, const char *target, struct rfs_attr *out)
+{
+	int rc = check_writable(fs);
+	if (rc < 0)
+		return rc;
+	if (strlen(name) > NAME_MAX)
+		return -ENAMETOOLONG;
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	struct rfs_attr dir, a;
+	uint64_t existing;
+	rc = get_dir(fs, parent, &dir);
+	if (rc < 0)
+		goto fail;
+	if (dir.nlink == 0) {
+		rc = -ENOENT; /* the directory was removed */
+		goto fail;
+	}
+	if (rfs_meta_lookup(fs->meta, parent, name, &existing) == 0) {
+		rc = -EEXIST;
+		goto fail;
+	}
+	memset(&a, 0, sizeof(a));
+	rc = rfs_meta_alloc_id(fs->meta, &a.ino);
+	if (rc < 0)
+		goto fail;
+	int64_t now = rfs_now_ns();
+	a.mode = mode;
+	a.uid = uid;
+	/* BSD group semantics when the parent is setgid, as Linux does */
+	a.gid = (dir.mode & S_ISGID) ? dir.gid : gid;
+	if ((dir.mode & S_ISGID) && S_ISDIR(mode))
+		a.mode |= S_ISGID;
+	a.nlink = S_ISDIR(mode) ? 2 : 1;
+	a.rdev = rdev;
+	a.atime = a.mtime = a.ctime = now;
+	if (target)
+		a.size = strlen(target);
+	rc = rfs_meta_put_attr(fs->meta, &a);
+	if (rc == 0 && target)
+		rc = rfs_meta_set_symlink(fs->meta, a.ino, target);
+	if (rc == 0)
+		rc = rfs_meta_add_dentry(fs->meta, parent, name, a.ino);
+	if (rc < 0)
+		goto fail;
+	touch_dir(&dir, now);
+	if (S_ISDIR(mode))
+		dir.nlink++;
+	rc = rfs_meta_put_attr(fs->meta, &dir);
+	if (rc < 0)
+		goto fail;
+	rc = rfs_meta_commit(fs->meta);
+	if (rc == 0)
+		*out = a;
+	return rc;
+fail:
+	rfs_meta_rollback(fs->meta);
+	return rc;
+}
+
+int rfs_mknod(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev, uint32_t uid,
+	      uint32_t gid, struct stat *out)
+{
+	struct rfs_attr a;
+	if (!S_ISREG(mode) && !S_ISDIR(mode) && !S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISFIFO(mode) &&
+	    !S_ISSOCK(mode))
+		return -EINVAL;
+	int rc = create_node(fs, parent, name, mode, rdev, uid, gid, NULL, &a);
+	if (rc == 0)
+		attr_to_stat(&a, fs->format.block_size, out);
+	return rc;
+}
+
+int rfs_symlink(struct rfs_fs *fs, uint64_t parent, const char *name, const char *target, uint32_t uid,
+		uint32_t gid, struct stat *out)
+{
+	struct rfs_attr a;
+	if (strlen(target) >= PATH_MAX)
+		return -ENAMETOOLONG;
+	int rc = create_node(fs, parent, name, S_IFLNK | 0777, 0, uid, gid, target, &a);
+	if (rc == 0)
+		attr_to_stat(&a, fs->format.block_size, out);
+	return rc;
+}
+
+int rfs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t len)
+{
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_get_symlink(fs->meta, ino, buf, len);
+	rfs_meta_unlock(fs->meta);
+	return rc == -ENOENT ? -EINVAL : rc;
+}
+
+int rfs_link(struct rfs_fs *fs, uint64_t ino, uint64_t newparent, const char *newname, struct stat *out)
+{
+	int rc = check_writable(fs);
+	if (rc < 0)
+		return rc;
+	if (strlen(newname) > NAME_MAX)
+		return -ENAMETOOLONG;
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	struct rfs_attr a, dir;
+	uint64_t existing;
+	rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc < 0)
+		goto fail;
+	if (S_ISDIR(a.mode)) {
+		rc = -EPERM;
+		goto fail;
+	}
+	rc = get_dir(fs, newparent, &dir);
+	if (rc < 0)
+		goto fail;
+	if (rfs_meta_lookup(fs->meta, newparent, newname, &existing) == 0) {
+		rc = -EEXIST;
+		goto fail;
+	}
+	int64_t now = rfs_now_ns();
+	a.nlink++;
+	a.ctime = now;
+	touch_dir(&dir, now);
+	rc = rfs_meta_add_dentry(fs->meta, newparent, newname, ino);
+	if (rc == 0)
+		rc = rfs_meta_put_attr(fs->meta, &a);
+	if (rc == 0)
+		rc = rfs_meta_put_attr(fs->meta, &dir);
+	if (rc < 0)
+		goto fail;
+	rc = rfs_meta_commit(fs->meta);
+	if (rc < 0)
+		return rc;
+	overlay(fs, &a);
+	attr_to_stat(&a, fs->format.block_size, out);
+	return 0;
+fail:
+	rfs_meta_rollback(fs->meta);
+	return rc;
+}
+
+static int node_is_open(struct rfs_fs *fs, uint64_t ino)
+{
+	pthread_mutex_lock(&fs->nodes_lock);
+	struct node *n = node_find_locked(fs, ino);
+	int open = n && n->opens > 0;
+	pthread_mutex_unlock(&fs->nodes_lock);
+	return open;
+}
+
+/* Drops an inode's data and row once its last name and last open handle are gone.
+ * Runs inside a transaction. */
+static int drop_inode_locked(struct rfs_fs *fs, struct rfs_attr *a)
+{
+	if (a->nlink > 0 || node_is_open(fs, a->ino))
+		return rfs_meta_put_attr(fs->meta, a);
+	return rfs_meta_delete_inode(fs->meta, a->ino);
+}
+
+static void discard_staging(struct rfs_fs *fs, uint64_t ino)
+{
+	struct node *n = node_get(fs, ino, 0);
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	while (n->nblocks)
+		dblock_remove(fs, n, 0);
+	n->attr_dirty = 0;
+	update_dirty(n);
+	pthread_mutex_unlock(&n->lock);
+	node_put(fs, n);
+}
+
+/* Removes one name. dir_expected: rmdir (1) or unlink (0). Runs inside a transaction;
+ * *gone receives the inode number when its data should be discarded. */
+static int remove_name_locked(struct rfs_fs *fs, uint64_t parent, const char *name, int dir_expected,
+			      struct rfs_attr *pdir, int64_t now, uint64_t *gone)
+{
+	uint64_t ino;
+	struct rfs_attr a;
+	int rc = rfs_meta_lookup(fs->meta, parent, name, &ino);
+	if (rc < 0)
+		return rc;
+	rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc < 0)
+		return rc;
+	if (dir_expected && !S_ISDIR(a.mode))
+		return -ENOTDIR;
+	if (!dir_expected && S_ISDIR(a.mode))
+		return -EISDIR;
+	if (S_ISDIR(a.mode)) {
+		rc = rfs_meta_dir_is_empty(fs->meta, ino);
+		if (rc < 0)
+			return rc;
+		if (!rc)
+			return -ENOTEMPTY;
+		a.nlink = 0;
+		pdir->nlink--;
+	} else {
+		a.nlink--;
+	}
+	a.ctime = now;
+	touch_dir(pdir, now);
+	rc = rfs_meta_del_dentry(fs->meta, parent, name);
+	if (rc == 0)
+		rc = drop_inode_locked(fs, &a);
+	if (rc == 0 && a.nlink == 0 && !node_is_open(fs, ino))
+		*gone = ino;
+	return rc;
+}
+
+static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, int dir_expected)
+{
+	int rc = check_writable(fs);
+	if (rc < 0)
+		return rc;
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	struct rfs_attr dir;
+	uint64_t gone = 0;
+	int64_t now = rfs_now_ns();
+	rc = get_dir(fs, parent, &dir);
+	if (rc == 0)
+		rc = remove_name_locked(fs, parent, name, dir_expected, &dir, now, &gone);
+	if (rc == 0)
+		rc = rfs_meta_put_attr(fs->meta, &dir);
+	if (rc < 0) {
+		rfs_meta_rollback(fs->meta);
+		return rc;
+	}
+	rc = rfs_meta_commit(fs->meta);
+	if (rc == 0 && gone)
+		discard_staging(fs, gone);
+	return rc;
+}
+
+int rfs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name)
+{
+	return remove_name(fs, parent, name, 0);
+}
+
+int rfs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name)
+{
+	return remove_name(fs, parent, name, 1);
+}
+
+/* Is `ancestor` the directory `dir` or one of its ancestors? */
+static int is_ancestor(struct rfs_fs *fs, uint64_t ancestor, uint64_t dir)
+{
+	for (int depth = 0; depth < 4096; depth++) {
+		if (dir == ancestor)
+			return 1;
+		if (dir == RFS_ROOT_INO)
+			return 0;
+		uint64_t p;
+		if (rfs_meta_parent_of(fs->meta, dir, &p) < 0)
+			return 0;
+		dir = p;
+	}
+	return 0;
+}
+
+int rfs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent, const char *newname,
+	       unsigned flags)
+{
+	int rc = check_writable(fs);
+	if (rc < 0)
+		return rc;
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
+		return -EINVAL;
+	if (strlen(newname) > NAME_MAX)
+		return -ENAMETOOLONG;
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	struct rfs_attr src, dst, pdir, ndir;
+	uint64_t sino, dino = 0, gone = 0;
+	int64_t now = rfs_now_ns();
+	int same_dir = parent == newparent;
+	rc = get_dir(fs, parent, &pdir);
+	if (rc == 0)
+		rc = same_dir ? 0 : get_dir(fs, newparent, &ndir);
+	if (rc == 0)
+		rc = rfs_meta_lookup(fs->meta, parent, name, &sino);
+	if (rc == 0)
+		rc = rfs_meta_get_attr(fs->meta, sino, &src);
+	if (rc < 0)
+		goto fail;
+	int have_dst = rfs_meta_lookup(fs->meta, newparent, newname, &dino) == 0;
+	if (have_dst && dino == sino) {
+		rc = 0; /* same inode (hard links or itself): POSIX says do nothing */
+		goto fail;
+	}
+	if (have_dst && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto fail;
+	}
+	if (!have_dst && (flags & RENAME_EXCHANGE)) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (S_ISDIR(src.mode) && !same_dir && is_ancestor(fs, sino, newparent)) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	struct rfs_attr *np = same_dir ? &pdir : &ndir;
+	if (have_dst) {
+		rc = rfs_meta_get_attr(fs->meta, dino, &dst);
+		if (rc < 0)
+			goto fail;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		if (S_ISDIR(dst.mode) && !same_dir && is_ancestor(fs, dino, parent)) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		rc = rfs_meta_del_dentry(fs->meta, parent, name);
+		if (rc == 0)
+			rc = rfs_meta_del_dentry(fs->meta, newparent, newname);
+		if (rc == 0)
+			rc = rfs_meta_add_dentry(fs->meta, parent, name, dino);
+		if (rc == 0)
+			rc = rfs_meta_add_dentry(fs->meta, newparent, newname, sino);
+		if (rc < 0)
+			goto fail;
+		if (!same_dir && S_ISDIR(src.mode) != S_ISDIR(dst.mode)) {
+			if (S_ISDIR(src.mode)) {
+				pdir.nlink--;
+				ndir.nlink++;
+			} else {
+				pdir.nlink++;
+				ndir.nlink--;
+			}
+		}
+		dst.ctime = now;
+		rc = rfs_meta_put_attr(fs->meta, &dst);
+		if (rc < 0)
+			goto fail;
+	} else {
+		if (have_dst) {
+			if (S_ISDIR(src.mode) && !S_ISDIR(dst.mode)) {
+				rc = -ENOTDIR;
+				goto fail;
+			}
+			if (!S_ISDIR(src.mode) && S_ISDIR(dst.mode)) {
+				rc = -EISDIR;
+				goto fail;
+			}
+			rc = remove_name_locked(fs, newparent, newname, S_ISDIR(dst.mode), np, now, &gone);
+			if (rc < 0)
+				goto fail;
+		}
+		rc = rfs_meta_del_dentry(fs->meta, parent, name);
+		if (rc == 0)
+			rc = rfs_meta_add_dentry(fs->meta, newparent, newname, sino);
+		if (rc < 0)
+			goto fail;
+		if (S_ISDIR(src.mode) && !same_dir) {
+			pdir.nlink--;
+			ndir.nlink++;
+		}
+	}
+	src.ctime = now;
+	touch_dir(&pdir, now);
+	rc = rfs_meta_put_attr(fs->meta, &src);
+	if (rc == 0)
+		rc = rfs_meta_put_attr(fs->meta, &pdir);
+	if (rc == 0 && !same_dir) {
+		touch_dir(&ndir, now);
+		rc = rfs_meta_put_attr(fs->meta, &ndir);
+	}
+	if (rc < 0)
+		goto fail;
+	rc = rfs_meta_commit(fs->meta);
+	if (rc == 0 && gone)
+		discard_staging(fs, gone);
+	return rc;
+fail:
+	rfs_meta_rollback(fs->meta);
+	return rc;
+}
+
+/* ---------- open files ---------- */
+
+int rfs_open(struct rfs_fs *fs, uint64_t ino, int flags)
+{
+	int acc = flags & O_ACCMODE;
+	if (acc != O_RDONLY && fs->cfg.read_only)
+		return -EROFS;
+	struct rfs_attr a;
+	int rc = get_attr(fs, ino, &a);
+	if (rc < 0)
+		return rc;
+	struct node *n = node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->nodes_lock);
+	n->opens++;
+	if (acc != O_RDONLY)
+		n->writers++;
+	pthread_mutex_unlock(&fs->nodes_lock);
+	node_put(fs, n);
+	if ((flags & O_TRUNC) && acc != O_RDONLY && S_ISREG(a.mode) && a.size > 0) {
+		rc = do_truncate(fs, ino, 0);
+		if (rc < 0)
+			rfs_release(fs, ino, flags);
+	}
+	return rc;
+}
+
+int rfs_create(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, int flags, uint32_t uid,
+	       uint32_t gid, struct stat *out)
+{
+	struct rfs_attr a;
+	int rc = create_node(fs, parent, name, S_IFREG | (mode & 07777), 0, uid, gid, NULL, &a);
+	if (rc < 0)
+		return rc;
+	attr_to_stat(&a, fs->format.block_size, out);
+	return rfs_open(fs, a.ino, flags & ~O_TRUNC);
+}
+
+int rfs_flush(struct rfs_fs *fs, uint64_t ino)
+{
+	(void)ino;
+	bg_kick(fs); /* close-time upload: batched with other closes by the flusher */
+	return 0;
+}
+
+int rfs_release(struct rfs_fs *fs, uint64_t ino, int flags)
+{
+	struct node *n = node_get(fs, ino, 0);
+	if (!n)
+		return 0;
+	pthread_mutex_lock(&fs->nodes_lock);
+	n->opens--;
+	if ((flags & O_ACCMODE) != O_RDONLY)
+		n->writers--;
+	int last = n->opens == 0;
+	int writers = n->writers;
+	pthread_mutex_unlock(&fs->nodes_lock);
+	node_put(fs, n);
+	if (last) {
+		/* an unlinked file whose last handle just closed: now it can go */
+		int rc = rfs_meta_begin(fs->meta);
+		if (rc < 0)
+			return rc;
+		struct rfs_attr a;
+		int gone = 0;
+		if (rfs_meta_get_attr(fs->meta, ino, &a) == 0 && a.nlink == 0 && !node_is_open(fs, ino)) {
+			rc = rfs_meta_delete_inode(fs->meta, ino);
+			gone = rc == 0;
+		}
+		if (rc < 0) {
+			rfs_meta_rollback(fs->meta);
+			return rc;
+		}
+		rc = rfs_meta_commit(fs->meta);
+		if (gone)
+			discard_staging(fs, ino);
+	}
+	if (writers == 0)
+		bg_kick(fs);
+	return 0;
+}
+
+int rfs_fallocate(struct rfs_fs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len)
+{
+	if (mode & ~FALLOC_FL_KEEP_SIZE)
+		return -EOPNOTSUPP;
+	if (check_writable(fs))
+		return -EROFS;
+	struct rfs_attr a;
+	int rc = get_attr(fs, ino, &a);
+	if (rc < 0)
+		return rc;
+	if (!S_ISREG(a.mode))
+		return -ENODEV;
+	/* Blocks are allocated on write in the store; only the size needs to change. */
+	if ((mode & FALLOC_FL_KEEP_SIZE) || off + len <= a.size)
+		return 0;
+	return do_truncate(fs, ino, off + len);
+}
+
+/* ---------- directories ---------- */
+
+struct readdir_ctx {
+	rfs_fill_cb fill;
+	void *arg;
+	int full;
+};
+
+static int readdir_cb(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	struct readdir_ctx *c = arg;
+	if (c->fill(c->arg, name, ino, mode, cookie)) {
+		c->full = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int rfs_readdir(struct rfs_fs *fs, uint64_t ino, uint64_t off, rfs_fill_cb fill, void *arg)
+{
+	struct rfs_attr a;
+	uint64_t parent = RFS_ROOT_INO;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc == 0 && !S_ISDIR(a.mode))
+		rc = -ENOTDIR;
+	if (rc == 0)
+		rfs_meta_parent_of(fs->meta, ino, &parent);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0)
+		return rc;
+	/* offsets 1 and 2 are "." and ".."; entries use their cookie (>= RFS_ID_RANGE) */
+	if (off < 1 && fill(arg, ".", ino, S_IFDIR, 1))
+		return 0;
+	if (off < 2 && fill(arg, "..", parent, S_IFDIR, 2))
+		return 0;
+	struct readdir_ctx c = {fill, arg, 0};
+	rfs_meta_lock(fs->meta);
+	rc = rfs_meta_readdir(fs->meta, ino, off < 2 ? 2 : off, readdir_cb, &c);
+	rfs_meta_unlock(fs->meta);
+	return rc;
+}
+
+/* ---------- xattrs ---------- */
+
+static int xattr_name_ok(const char *name)
+{
+	/* POSIX ACLs would need kernel enforcement (FUSE_POSIX_ACL); refuse rather than store
+	 * something that is silently not enforced. */
+	if (!strncmp(name, "system.", 7))
+		return -EOPNOTSUPP;
+	if (strlen(name) > XATTR_NAME_MAX)
+		return -ERANGE;
+	return 0;
+}
+
+int rfs_setxattr(struct rfs_fs *fs, uint64_t ino, const char *name, const void *value, size_t size, int flags)
+{
+	int rc = check_writable(fs);
+	if (rc == 0)
+		rc = xattr_name_ok(name);
+	if (rc < 0)
+		return rc;
+	if (size > XATTR_SIZE_MAX)
+		return -E2BIG;
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	struct rfs_attr a;
+	rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc == 0)
+		rc = rfs_meta_xattr_set(fs->meta, ino, name, value, size, flags);
+	if (rc == 0) {
+		a.ctime = rfs_now_ns();
+		rc = rfs_meta_put_attr(fs->meta, &a);
+	}
+	if (rc < 0) {
+		rfs_meta_rollback(fs->meta);
+		return rc;
+	}
+	return rfs_meta_commit(fs->meta);
+}
+
+ssize_t rfs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf, size_t size)
+{
+	if (!strncmp(name, "system.", 7))
+		return -ENODATA;
+	struct rfs_buf b = {0};
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_xattr_get(fs->meta, ino, name, &b);
+	rfs_meta_unlock(fs->meta);
+	ssize_t out = rc;
+	if (rc == 0) {
+		out = (ssize_t)b.len;
+		if (size && b.len > size)
+			out = -ERANGE;
+		else if (size && b.len)
+			memcpy(buf, b.data, b.len);
+	}
+	rfs_buf_free(&b);
+	return out;
+}
+
+ssize_t rfs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t size)
+{
+	struct rfs_buf b = {0};
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_xattr_list(fs->meta, ino, &b);
+	rfs_meta_unlock(fs->meta);
+	ssize_t out = rc;
+	if (rc == 0) {
+		out = (ssize_t)b.len;
+		if (size && b.len > size)
+			out = -ERANGE;
+		else if (size && b.len)
+			memcpy(buf, b.data, b.len);
+	}
+	rfs_buf_free(&b);
+	return out;
+}
+
+int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name)
+{
+	int rc = check_writable(fs);
+	if (rc == 0)
+		rc = xattr_name_ok(name);
+	if (rc < 0)
+		return rc == -EOPNOTSUPP ? -ENODATA : rc;
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	struct rfs_attr a;
+	rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc == 0)
+		rc = rfs_meta_xattr_remove(fs->meta, ino, name);
+	if (rc == 0) {
+		a.ctime = rfs_now_ns();
+		rc = rfs_meta_put_attr(fs->meta, &a);
+	}
+	if (rc < 0) {
+		rfs_meta_rollback(fs->meta);
+		return rc;
+	}
+	return rfs_meta_commit(fs->meta);
+}
+
+int rfs_statfs(struct rfs_fs *fs, struct statvfs *st)
+{
+	uint64_t inodes = 0, bytes = 0;
+	rfs_meta_lock(fs->meta);
+	rfs_meta_count_inodes(fs->meta, &inodes);
+	rfs_meta_total_size(fs->meta, &bytes);
+	rfs_meta_unlock(fs->meta);
+	/* An object store has no fixed size: report 1 PiB, like other S3 filesystems do. */
+	const uint64_t bsize = 4096, total = (1ULL << 50) / bsize, files = 1ULL << 32;
+	memset(st, 0, sizeof(*st));
+	st->f_bsize = bsize;
+	st->f_frsize = bsize;
+	st->f_blocks = total;
+	uint64_t used = (bytes + bsize - 1) / bsize;
+	st->f_bfree = st->f_bavail = used < total ? total - used : 0;
+	st->f_files = files;
+	st->f_ffree = st->f_favail = inodes < files ? files - inodes : 0;
+	st->f_namemax = NAME_MAX;
+	return 0;
+}
+
+/* ---------- lifecycle ---------- */
+
+/* Re-creates dirty state from staging files left by a daemon that was killed. */
+static int recover_staging(struct rfs_fs *fs)
+{
+	DIR *d = opendir(fs->staging_dir);
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	int found = 0;
+	uint32_t bs = fs->format.block_size;
+	while ((de = readdir(d))) {
+		unsigned long long ino, idx;
+		char extra;
+		if (sscanf(de->d_name, "%llu.%llu%c", &ino, &idx, &extra) != 2)
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", fs->staging_dir, de->d_name);
+		struct rfs_attr a;
+		rfs_meta_lock(fs->meta);
+		int rc = rfs_meta_get_attr(fs->meta, ino, &a);
+		rfs_meta_unlock(fs->meta);
+		struct stat st;
+		if (rc < 0 || !S_ISREG(a.mode) || stat(path, &st) < 0) {
+			unlink(path); /* the file was deleted: its data can go */
+			continue;
+		}
+		struct node *n = node_get(fs, ino, 1);
+		if (!n) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		pthread_mutex_lock(&n->lock);
+		node_load_attr(fs, n);
+		uint64_t end = idx * bs + (uint64_t)st.st_size;
+		if (!dblock_find(n, idx))
+			dblock_add(n, idx);
+		if (end > n->size)
+			n->size = end;
+		if (st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec > n->mtime)
+			n->mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+		n->attr_dirty = 1;
+		n->attr_gen++;
+		mark_dirty(n);
+		pthread_mutex_unlock(&n->lock);
+		node_put(fs, n);
+		found++;
+	}
+	closedir(d);
+	if (found)
+		RFS_LOG(LOG_NOTICE, "recovered %d unsaved blocks from staging; uploading them", found);
+	return found;
+}
+
+static int drop_orphan(void *arg, uint64_t ino)
+{
+	struct rfs_fs *fs = arg;
+	rfs_meta_delete_inode(fs->meta, ino);
+	return 0;
+}
+
+static int load_host_id(struct rfs_fs *fs)
+{
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_local_get_text(fs->meta, "host_id", fs->host_id, sizeof(fs->host_id));
+	if (rc == -ENOENT) {
+		uint8_t rnd[8];
+		rfs_random(rnd, sizeof(rnd));
+		rfs_hex(rnd, sizeof(rnd), fs->host_id);
+		rc = rfs_meta_local_set_text(fs->meta, "host_id", fs->host_id);
+	}
+	rfs_meta_unlock(fs->meta);
+	return rc;
+}
+
+int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err, size_t errlen)
+{
+	struct rfs_fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->cfg = *cfg;
+	if (fs->cfg.flush_interval_ms <= 0)
+		fs->cfg.flush_interval_ms = 1000;
+	if (fs->cfg.sync_interval_ms <= 0)
+		fs->cfg.sync_interval_ms = 1000;
+	pthread_mutex_init(&fs->flush_lock, NULL);
+	pthread_mutex_init(&fs->nodes_lock, NULL);
+	pthread_mutex_init(&fs->bg_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->bg_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	int rc;
+	fs->cache_dir = strdup(cfg->cache_dir);
+	if (!fs->cache_dir) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	fs->cfg.cache_dir = fs->cache_dir;
+	fs->cfg.store_url = NULL;
+
+	rc = rfs_store_open(cfg->store_url, &fs->store, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = rfs_format_read(fs->store, &fs->format, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = rfs_mkdir_p(cfg->cache_dir, 0700);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot create cache directory '%s': %s", cfg->cache_dir, strerror(-rc));
+		goto fail;
+	}
+	snprintf(fs->staging_dir, sizeof(fs->staging_dir), "%s/staging", cfg->cache_dir);
+	rc = rfs_mkdir_p(fs->staging_dir, 0700);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot create staging directory '%s': %s", fs->staging_dir, strerror(-rc));
+		goto fail;
+	}
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/meta.db", cfg->cache_dir);
+	rc = rfs_meta_open(path, &fs->meta, err, errlen);
+	if (rc < 0)
+		goto fail;
+	/* A cache dir belongs to one workspace: refuse to mix two. */
+	char uuid[64] = "";
+	rfs_meta_lock(fs->meta);
+	int have = rfs_meta_local_get_text(fs->meta, "workspace", uuid, sizeof(uuid)) == 0;
+	if (!have)
+		rfs_meta_local_set_text(fs->meta, "workspace", fs->format.uuid);
+	rfs_meta_unlock(fs->meta);
+	if (have && strcmp(uuid, fs->format.uuid)) {
+		snprintf(err, errlen, "cache directory '%s' belongs to another workspace (%s, store has %s); "
+			 "use a different --cache-dir", cfg->cache_dir, uuid, fs->format.uuid);
+		rc = -EEXIST;
+		goto fail;
+	}
+	rc = load_host_id(fs);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot set up host identity in '%s'", path);
+		goto fail;
+	}
+	rc = rfs_cache_open(cfg->cache_dir, cfg->cache_size, &fs->cache);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot open block cache in '%s': %s", cfg->cache_dir, strerror(-rc));
+		goto fail;
+	}
+	rc = rfs_sync_open(fs->store, fs->meta, fs->host_id, fs->cfg.sync_interval_ms, &fs->sync);
+	if (rc < 0)
+		goto fail;
+	rc = rfs_sync_pull(fs->sync);
+	if (rc < 0) {
+		struct rfs_sync_stats ss;
+		rfs_sync_get_stats(fs->sync, &ss);
+		snprintf(err, errlen, "cannot catch up with the metadata log of '%s': %s", fs->store->url,
+			 ss.last_error[0] ? ss.last_error : strerror(-rc));
+		goto fail;
+	}
+	rfs_meta_begin(fs->meta);
+	rfs_meta_orphans(fs->meta, drop_orphan, fs);
+	rfs_meta_commit(fs->meta);
+	rc = recover_staging(fs);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read staging directory '%s': %s", fs->staging_dir, strerror(-rc));
+		goto fail;
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	*out = fs;
+	return 0;
+fail:
+	rfs_sync_close(fs->sync);
+	rfs_cache_close(fs->cache);
+	rfs_meta_close(fs->meta);
+	rfs_store_close(fs->store);
+	free(fs->cache_dir);
+	free(fs);
+	return rc;
+}
+
+int rfs_fs_start(struct rfs_fs *fs)
+{
+	int rc = pthread_create(&fs->bg_thread, NULL, bg_thread, fs);
+	if (rc)
+		return -rc;
+	fs->bg_running = 1;
+	bg_kick(fs); /* upload what recovery found */
+	return rfs_sync_start(fs->sync);
+}
+
+int rfs_fs_close(struct rfs_fs *fs)
+{
+	if (fs->bg_running) {
+		pthread_mutex_lock(&fs->bg_lock);
+		fs->bg_stop = 1;
+		pthread_cond_signal(&fs->bg_cond);
+		pthread_mutex_unlock(&fs->bg_lock);
+		pthread_join(fs->bg_thread, NULL);
+	}
+	int rc = 0;
+	if (!fs->cfg.read_only) {
+		for (int attempt = 0; attempt < 3; attempt++) {
+			rc = flush_dirty(fs, 1);
+			if (rc == 0)
+				break;
+		}
+		if (rc < 0)
+			RFS_LOG(LOG_ERR, "could not upload all data at unmount (%s); it stays in '%s' and is "
+				"uploaded at the next mount with this cache dir", strerror(-rc), fs->staging_dir);
+	}
+	int src = rfs_sync_stop(fs->sync, 30000);
+	if (src < 0) {
+		RFS_LOG(LOG_ERR, "could not publish all metadata at unmount (%s); it is kept in the local "
+			"database and published at the next mount with this cache dir", strerror(-src));
+		rc = rc ? rc : src;
+	}
+	for (size_t i = 0; i < NODE_BUCKETS; i++) {
+		struct node *n = fs->nodes[i];
+		while (n) {
+			struct node *next = n->hnext;
+			pthread_mutex_destroy(&n->lock);
+			free(n->blocks);
+			free(n);
+			n = next;
+		}
+	}
+	rfs_sync_close(fs->sync);
+	rfs_cache_close(fs->cache);
+	rfs_meta_close(fs->meta);
+	rfs_store_close(fs->store);
+	pthread_cond_destroy(&fs->bg_cond);
+	pthread_mutex_destroy(&fs->bg_lock);
+	pthread_mutex_destroy(&fs->nodes_lock);
+	pthread_mutex_destroy(&fs->flush_lock);
+	free(fs->cache_dir);
+	free(fs);
+	return rc;
+}

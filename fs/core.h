@@ -1,0 +1,104 @@
+/*
+ * core.h - the filesystem core: every POSIX operation, independent of FUSE.
+ *
+ * The FUSE op layer (fs/ops.c) resolves a request, makes one call here and replies. Every
+ * call returns 0 (or a byte count where stated) or a negative errno, and never blocks on the
+ * kernel. Inode numbers are the FUSE node ids (the root is 1).
+ *
+ * Data path (see docs/architecture.md): a write lands in a staging file per dirty block on
+ * the local SSD (CACHE/staging/<ino>.<block>); on close, fsync or the flush interval, dirty
+ * blocks are sealed (SHA-256, LZ4) into a pack, the pack is stored, and only then the block
+ * map naming it is written to the metadata DB (invariant C1 in sync/commit.h). Reads come
+ * from staging, else the SSD block cache, else a ranged GET of the pack, hash-verified.
+ *
+ * Calling sequence: rfs_fs_open() (validates the store, opens the DB, catches up with the
+ * log, recovers staging left by a crash) -> daemonize -> rfs_fs_start() (background threads)
+ * -> operations from any thread -> rfs_fs_close() (flushes, commits, stops threads).
+ *
+ * Lock order: fs->flush_lock -> node->lock -> meta lock -> cache lock. fs->nodes_lock (the
+ * table of open/dirty inodes) is a leaf: nothing else is taken while it is held.
+ */
+#ifndef RFS_CORE_H
+#define RFS_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+struct rfs_fs;
+
+struct rfs_fs_config {
+	const char *store_url;
+	const char *cache_dir;
+	uint64_t cache_size;    /* bytes of clean blocks kept on SSD */
+	int flush_interval_ms;  /* how long closed dirty data may wait before upload */
+	int sync_interval_ms;   /* how often the log is pulled and pending changes committed */
+	int read_only;
+};
+
+/* Which attributes rfs_setattr changes. */
+#define RFS_SET_MODE (1 << 0)
+#define RFS_SET_UID (1 << 1)
+#define RFS_SET_GID (1 << 2)
+#define RFS_SET_SIZE (1 << 3)
+#define RFS_SET_ATIME (1 << 4)
+#define RFS_SET_MTIME (1 << 5)
+#define RFS_SET_ATIME_NOW (1 << 6)
+#define RFS_SET_MTIME_NOW (1 << 7)
+#define RFS_SET_CTIME (1 << 8)
+
+/* Readdir callback: return non-zero when the reply buffer is full. next is the offset the
+ * kernel passes back to continue after this entry. */
+typedef int (*rfs_fill_cb)(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t next);
+
+int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err, size_t errlen);
+int rfs_fs_start(struct rfs_fs *fs);
+/* Flushes and commits everything (bounded wait), then frees. Returns 0 if nothing was left
+ * behind unpublished (it stays in staging/pending for the next mount otherwise). */
+int rfs_fs_close(struct rfs_fs *fs);
+
+int rfs_getattr(struct rfs_fs *fs, uint64_t ino, struct stat *st);
+int rfs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct stat *st);
+int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_set, struct stat *out);
+/* mknod and mkdir (mode carries the type). */
+int rfs_mknod(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
+	      uint32_t uid, uint32_t gid, struct stat *out);
+int rfs_symlink(struct rfs_fs *fs, uint64_t parent, const char *name, const char *target, uint32_t uid,
+		uint32_t gid, struct stat *out);
+int rfs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t len);
+int rfs_link(struct rfs_fs *fs, uint64_t ino, uint64_t newparent, const char *newname, struct stat *out);
+int rfs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name);
+int rfs_rmdir(struct rfs_fs *fs, uint64_t parent, const char *name);
+/* flags: RENAME_NOREPLACE, RENAME_EXCHANGE. */
+int rfs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t newparent, const char *newname,
+	       unsigned flags);
+
+/* open/create count open handles; every successful one is matched by one rfs_release. */
+int rfs_open(struct rfs_fs *fs, uint64_t ino, int flags);
+int rfs_create(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, int flags, uint32_t uid,
+	       uint32_t gid, struct stat *out);
+/* Returns bytes read (short only at EOF) or -errno. */
+ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf);
+/* Returns bytes written or -errno. */
+ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size);
+int rfs_flush(struct rfs_fs *fs, uint64_t ino);
+int rfs_release(struct rfs_fs *fs, uint64_t ino, int flags);
+int rfs_fsync(struct rfs_fs *fs, uint64_t ino, int datasync);
+int rfs_fallocate(struct rfs_fs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len);
+
+int rfs_readdir(struct rfs_fs *fs, uint64_t ino, uint64_t off, rfs_fill_cb fill, void *arg);
+
+int rfs_setxattr(struct rfs_fs *fs, uint64_t ino, const char *name, const void *value, size_t size, int flags);
+/* Returns the value's size; copies it when size is large enough (size 0: query). */
+ssize_t rfs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf, size_t size);
+ssize_t rfs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t size);
+int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name);
+
+int rfs_statfs(struct rfs_fs *fs, struct statvfs *st);
+
+/* Uploads every dirty block and commits all metadata; returns when it is in the store. */
+int rfs_sync_all(struct rfs_fs *fs);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * format.h - the workspace format record, `roamfs.json` at the root of a store.
+ *
+ *   {"roamfs": 1, "uuid": "<32 hex>", "block_size": 4194304, "compression": "lz4",
+ *    "created": "<ISO time>"}
+ *
+ * rfs_format_write() creates it with put-if-absent (so two concurrent `format` runs cannot
+ * both win) unless force is set. rfs_format_read() loads and validates it; it refuses a
+ * version it does not know. Errors: negative errno plus a user-facing message in err.
+ */
+#ifndef RFS_FORMAT_H
+#define RFS_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+
+#define RFS_FORMAT_VERSION 1
+#define RFS_MIN_BLOCK_SIZE (4U << 10)
+#define RFS_MAX_BLOCK_SIZE (64U << 20)
+#ifndef RFS_DEFAULT_BLOCK_SIZE
+#define RFS_DEFAULT_BLOCK_SIZE (4U << 20) /* big enough for streaming, small enough to cache */
+#endif
+
+struct rfs_format {
+	int version;
+	char uuid[33];
+	uint32_t block_size;
+	int compress; /* 1: lz4, 0: none */
+};
+
+int rfs_format_write(struct rfs_store *s, const struct rfs_format *f, int force, char *err, size_t errlen);
+int rfs_format_read(struct rfs_store *s, struct rfs_format *f, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,990 @@
+#include "fs/meta.h"
+
+#include <errno.h>
+#include <pthread.h>
+/* Debian builds libsqlite3 with the session extension; the header hides it unless asked. */
+#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fs/log.h"
+
+#define META_SCHEMA_VERSION 1
+
+static const char *const shared_tables[] = {"inodes", "dentries", "symlinks", "bmap",
+					    "blocks", "xattrs", "ranges"};
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS inodes(ino INTEGER PRIMARY KEY, mode INT NOT NULL, uid INT NOT NULL,"
+	" gid INT NOT NULL, nlink INT NOT NULL, size INT NOT NULL, rdev INT NOT NULL,"
+	" atime INT NOT NULL, mtime INT NOT NULL, ctime INT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS dentries(parent INT NOT NULL, name TEXT NOT NULL, ino INT NOT NULL,"
+	" cookie INT NOT NULL, PRIMARY KEY(parent, name)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS dentries_cookie ON dentries(parent, cookie);"
+	"CREATE INDEX IF NOT EXISTS dentries_ino ON dentries(ino);"
+	"CREATE TABLE IF NOT EXISTS symlinks(ino INTEGER PRIMARY KEY, target BLOB NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS bmap(ino INT NOT NULL, idx INT NOT NULL, hash BLOB NOT NULL,"
+	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS blocks(hash BLOB PRIMARY KEY, pack TEXT NOT NULL, off INT NOT NULL,"
+	" slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS xattrs(ino INT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
+	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS ranges(start INTEGER PRIMARY KEY, host TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS pending(id INTEGER PRIMARY KEY AUTOINCREMENT, cs BLOB NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS local(key TEXT PRIMARY KEY, value);";
+
+enum stmt_id {
+	S_GET_ATTR,
+	S_PUT_ATTR,
+	S_DEL_INODE,
+	S_DEL_BMAP_ALL,
+	S_DEL_XATTR_ALL,
+	S_DEL_SYMLINK,
+	S_LOOKUP,
+	S_ADD_DENTRY,
+	S_DEL_DENTRY,
+	S_DIR_EMPTY,
+	S_READDIR,
+	S_COUNT_SUBDIRS,
+	S_PARENT_OF,
+	S_GET_SYMLINK,
+	S_SET_SYMLINK,
+	S_BMAP_GET,
+	S_BMAP_SET,
+	S_BMAP_DEL,
+	S_BMAP_TRUNC,
+	S_BMAP_EACH,
+	S_BLOCK_GET,
+	S_BLOCK_PUT,
+	S_XATTR_GET,
+	S_XATTR_INSERT,
+	S_XATTR_UPDATE,
+	S_XATTR_LIST,
+	S_XATTR_DEL,
+	S_LOCAL_GET,
+	S_LOCAL_SET,
+	S_MAX_RANGE,
+	S_ADD_RANGE,
+	S_PENDING_ADD,
+	S_PENDING_SCAN,
+	S_PENDING_DEL,
+	S_PENDING_COUNT,
+	S_ORPHANS,
+	S_COUNT_INODES,
+	S_TOTAL_SIZE,
+	S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_GET_ATTR] = "SELECT mode,uid,gid,nlink,size,rdev,atime,mtime,ctime FROM inodes WHERE ino=?",
+	[S_PUT_ATTR] = "INSERT INTO inodes(ino,mode,uid,gid,nlink,size,rdev,atime,mtime,ctime)"
+		       " VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(ino) DO UPDATE SET mode=excluded.mode,"
+		       " uid=excluded.uid, gid=excluded.gid, nlink=excluded.nlink, size=excluded.size,"
+		       " rdev=excluded.rdev, atime=excluded.atime, mtime=excluded.mtime, ctime=excluded.ctime",
+	[S_DEL_INODE] = "DELETE FROM inodes WHERE ino=?",
+	[S_DEL_BMAP_ALL] = "DELETE FROM bmap WHERE ino=?",
+	[S_DEL_XATTR_ALL] = "DELETE FROM xattrs WHERE ino=?",
+	[S_DEL_SYMLINK] = "DELETE FROM symlinks WHERE ino=?",
+	[S_LOOKUP] = "SELECT ino FROM dentries WHERE parent=? AND name=?",
+	[S_ADD_DENTRY] = "INSERT INTO dentries(parent,name,ino,cookie) VALUES(?,?,?,?)",
+	[S_DEL_DENTRY] = "DELETE FROM dentries WHERE parent=? AND name=?",
+	[S_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent=? LIMIT 1",
+	[S_READDIR] = "SELECT d.name, d.ino, i.mode, d.cookie FROM dentries d LEFT JOIN inodes i ON i.ino=d.ino"
+		      " WHERE d.parent=? AND d.cookie>? ORDER BY d.cookie",
+	[S_COUNT_SUBDIRS] = "SELECT count(*) FROM dentries d JOIN inodes i ON i.ino=d.ino WHERE d.parent=?"
+			    " AND (i.mode & 61440)=16384",
+	[S_PARENT_OF] = "SELECT parent FROM dentries WHERE ino=? LIMIT 1",
+	[S_GET_SYMLINK] = "SELECT target FROM symlinks WHERE ino=?",
+	[S_SET_SYMLINK] = "INSERT OR REPLACE INTO symlinks(ino,target) VALUES(?,?)",
+	[S_BMAP_GET] = "SELECT hash FROM bmap WHERE ino=? AND idx=?",
+	[S_BMAP_SET] = "INSERT INTO bmap(ino,idx,hash) VALUES(?,?,?) ON CONFLICT(ino,idx) DO UPDATE SET"
+		       " hash=excluded.hash WHERE hash IS NOT excluded.hash",
+	[S_BMAP_DEL] = "DELETE FROM bmap WHERE ino=? AND idx=?",
+	[S_BMAP_TRUNC] = "DELETE FROM bmap WHERE ino=? AND idx>=?",
+	[S_BMAP_EACH] = "SELECT idx, hash FROM bmap WHERE ino=? ORDER BY idx",
+	[S_BLOCK_GET] = "SELECT pack,off,slen,rlen,codec FROM blocks WHERE hash=?",
+	[S_BLOCK_PUT] = "INSERT OR IGNORE INTO blocks(hash,pack,off,slen,rlen,codec) VALUES(?,?,?,?,?,?)",
+	[S_XATTR_GET] = "SELECT value FROM xattrs WHERE ino=? AND name=?",
+	[S_XATTR_INSERT] = "INSERT INTO xattrs(ino,name,value) VALUES(?,?,?)",
+	[S_XATTR_UPDATE] = "UPDATE xattrs SET value=? WHERE ino=? AND name=?",
+	[S_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino=? ORDER BY name",
+	[S_XATTR_DEL] = "DELETE FROM xattrs WHERE ino=? AND name=?",
+	[S_LOCAL_GET] = "SELECT value FROM local WHERE key=?",
+	[S_LOCAL_SET] = "INSERT OR REPLACE INTO local(key,value) VALUES(?,?)",
+	[S_MAX_RANGE] = "SELECT max(start) FROM ranges",
+	[S_ADD_RANGE] = "INSERT INTO ranges(start,host) VALUES(?,?)",
+	[S_PENDING_ADD] = "INSERT INTO pending(cs) VALUES(?)",
+	[S_PENDING_SCAN] = "SELECT id, cs FROM pending WHERE id<=? ORDER BY id",
+	[S_PENDING_DEL] = "DELETE FROM pending WHERE id<=?",
+	[S_PENDING_COUNT] = "SELECT count(*) FROM pending",
+	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0",
+	[S_COUNT_INODES] = "SELECT count(*) FROM inodes",
+	[S_TOTAL_SIZE] = "SELECT coalesce(sum(size),0) FROM inodes WHERE (mode & 61440)=32768",
+};
+
+struct rfs_meta {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	/* below: protected by lock */
+	sqlite3_stmt *stmts[S_COUNT];
+	sqlite3_session *session; /* non-NULL inside rfs_meta_begin/commit */
+	uint64_t next_id, range_end;
+};
+
+static int sql_fail(struct rfs_meta *m, const char *what)
+{
+	RFS_LOG(LOG_ERR, "metadata database: %s failed: %s", what, sqlite3_errmsg(m->db));
+	int ec = sqlite3_errcode(m->db);
+	if (ec == SQLITE_FULL)
+		return -ENOSPC;
+	if (ec == SQLITE_CONSTRAINT)
+		return -EEXIST;
+	return -EIO;
+}
+
+static sqlite3_stmt *stmt(struct rfs_meta *m, enum stmt_id id)
+{
+	sqlite3_stmt *s = m->stmts[id];
+	if (!s) {
+		if (sqlite3_prepare_v3(m->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+			RFS_LOG(LOG_ERR, "metadata database: cannot prepare '%s': %s", stmt_sql[id],
+				sqlite3_errmsg(m->db));
+			return NULL;
+		}
+		m->stmts[id] = s;
+	}
+	return s;
+}
+
+/* Runs a statement that returns no rows. Resets it. */
+static int run(struct rfs_meta *m, sqlite3_stmt *s, const char *what)
+{
+	int r = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (r != SQLITE_DONE && r != SQLITE_ROW)
+		return sql_fail(m, what);
+	return 0;
+}
+
+static int exec(struct rfs_meta *m, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(m->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		RFS_LOG(LOG_ERR, "metadata database: '%s' failed: %s", sql, msg ? msg : "?");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t errlen)
+{
+	struct rfs_meta *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->lock, NULL);
+	int rc = 0;
+	if (sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open metadata database '%s': %s", path,
+			 m->db ? sqlite3_errmsg(m->db) : "out of memory");
+		rc = -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(m->db, 5000);
+	if (exec(m, "PRAGMA journal_mode=WAL") < 0 || exec(m, "PRAGMA synchronous=NORMAL") < 0 ||
+	    exec(m, schema_sql) < 0) {
+		snprintf(err, errlen, "cannot initialise metadata database '%s': %s (is the cache disk full or read-only?)",
+			 path, sqlite3_errmsg(m->db));
+		rc = -EIO;
+		goto fail;
+	}
+	int64_t ver = 0;
+	if (rfs_meta_local_get_int(m, "schema", &ver) == 0 && ver != META_SCHEMA_VERSION) {
+		snprintf(err, errlen, "metadata database '%s' has schema %lld, this roamfs knows %d; "
+			 "remove it to rebuild from the store", path, (long long)ver, META_SCHEMA_VERSION);
+		rc = -EPROTO;
+		goto fail;
+	}
+	rfs_meta_local_set_int(m, "schema", META_SCHEMA_VERSION);
+	/* The root directory exists in every replica from the start; it is not recorded in
+	 * any changeset, so every host creates the same row. */
+	{
+		char sql[256];
+		int64_t now = rfs_now_ns();
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR IGNORE INTO inodes VALUES(1,%u,%u,%u,2,0,0,%lld,%lld,%lld)",
+			 (unsigned)(S_IFDIR | 0755), (unsigned)getuid(), (unsigned)getgid(), (long long)now,
+			 (long long)now, (long long)now);
+		if (exec(m, sql) < 0) {
+			snprintf(err, errlen, "cannot create the root directory in '%s'", path);
+			rc = -EIO;
+			goto fail;
+		}
+	}
+	int64_t v;
+	if (rfs_meta_local_get_int(m, "next_id", &v) == 0)
+		m->next_id = (uint64_t)v;
+	if (rfs_meta_local_get_int(m, "range_end", &v) == 0)
+		m->range_end = (uint64_t)v;
+	*out = m;
+	return 0;
+fail:
+	rfs_meta_close(m);
+	return rc;
+}
+
+void rfs_meta_close(struct rfs_meta *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(m->stmts[i]);
+	if (m->session)
+		sqlite3session_delete(m->session);
+	sqlite3_close(m->db);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+void rfs_meta_lock(struct rfs_meta *m)
+{
+	pthread_mutex_lock(&m->lock);
+}
+
+void rfs_meta_unlock(struct rfs_meta *m)
+{
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int table_filter(void *ctx, const char *table)
+{
+	(void)ctx;
+	for (size_t i = 0; i < sizeof(shared_tables) / sizeof(shared_tables[0]); i++)
+		if (!strcmp(table, shared_tables[i]))
+			return 1;
+	return 0;
+}
+
+int rfs_meta_begin(struct rfs_meta *m)
+{
+	pthread_mutex_lock(&m->lock);
+	if (exec(m, "BEGIN IMMEDIATE") < 0) {
+		pthread_mutex_unlock(&m->lock);
+		return -EIO;
+	}
+	if (sqlite3session_create(m->db, "main", &m->session) != SQLITE_OK) {
+		exec(m, "ROLLBACK");
+		pthread_mutex_unlock(&m->lock);
+		return -ENOMEM;
+	}
+	sqlite3session_table_filter(m->session, table_filter, NULL);
+	sqlite3session_attach(m->session, NULL);
+	return 0;
+}
+
+int rfs_meta_begin_unrecorded(struct rfs_meta *m)
+{
+	pthread_mutex_lock(&m->lock);
+	if (exec(m, "BEGIN IMMEDIATE") < 0) {
+		pthread_mutex_unlock(&m->lock);
+		return -EIO;
+	}
+	return 0;
+}
+
+int rfs_meta_commit(struct rfs_meta *m)
+{
+	int rc = 0;
+	int n = 0;
+	void *cs = NULL;
+	if (m->session && sqlite3session_changeset(m->session, &n, &cs) != SQLITE_OK) {
+		rc = sql_fail(m, "recording the changeset");
+		goto rollback;
+	}
+	if (n > 0) {
+		sqlite3_stmt *s = stmt(m, S_PENDING_ADD);
+		if (!s) {
+			rc = -EIO;
+			goto rollback;
+		}
+		sqlite3_bind_blob(s, 1, cs, n, SQLITE_STATIC);
+		rc = run(m, s, "saving a pending change");
+		if (rc < 0)
+			goto rollback;
+	}
+	sqlite3_free(cs);
+	cs = NULL;
+	if (m->session)
+		sqlite3session_delete(m->session);
+	m->session = NULL;
+	if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = sql_fail(m, "COMMIT");
+		exec(m, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+rollback:
+	sqlite3_free(cs);
+	rfs_meta_rollback(m);
+	return rc;
+}
+
+void rfs_meta_rollback(struct rfs_meta *m)
+{
+	if (m->session) {
+		sqlite3session_delete(m->session);
+		m->session = NULL;
+	}
+	exec(m, "ROLLBACK");
+	/* the id allocator may have advanced inside the rolled-back transaction: reload */
+	int64_t v;
+	if (rfs_meta_local_get_int(m, "next_id", &v) == 0)
+		m->next_id = (uint64_t)v;
+	else
+		m->next_id = 0;
+	if (rfs_meta_local_get_int(m, "range_end", &v) == 0)
+		m->range_end = (uint64_t)v;
+	else
+		m->range_end = 0;
+	pthread_mutex_unlock(&m->lock);
+}
+
+int rfs_meta_get_attr(struct rfs_meta *m, uint64_t ino, struct rfs_attr *a)
+{
+	sqlite3_stmt *s = stmt(m, S_GET_ATTR);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW) {
+		a->ino = ino;
+		a->mode = (uint32_t)sqlite3_column_int64(s, 0);
+		a->uid = (uint32_t)sqlite3_column_int64(s, 1);
+		a->gid = (uint32_t)sqlite3_column_int64(s, 2);
+		a->nlink = (uint32_t)sqlite3_column_int64(s, 3);
+		a->size = (uint64_t)sqlite3_column_int64(s, 4);
+		a->rdev = (uint64_t)sqlite3_column_int64(s, 5);
+		a->atime = sqlite3_column_int64(s, 6);
+		a->mtime = sqlite3_column_int64(s, 7);
+		a->ctime = sqlite3_column_int64(s, 8);
+	} else if (r == SQLITE_DONE) {
+		rc = -ENOENT;
+	} else {
+		rc = sql_fail(m, "reading an inode");
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_put_attr(struct rfs_meta *m, const struct rfs_attr *a)
+{
+	sqlite3_stmt *s = stmt(m, S_PUT_ATTR);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)a->ino);
+	sqlite3_bind_int64(s, 2, a->mode);
+	sqlite3_bind_int64(s, 3, a->uid);
+	sqlite3_bind_int64(s, 4, a->gid);
+	sqlite3_bind_int64(s, 5, a->nlink);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)a->size);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)a->rdev);
+	sqlite3_bind_int64(s, 8, a->atime);
+	sqlite3_bind_int64(s, 9, a->mtime);
+	sqlite3_bind_int64(s, 10, a->ctime);
+	return run(m, s, "writing an inode");
+}
+
+static int run_ino(struct rfs_meta *m, enum stmt_id id, uint64_t ino, const char *what)
+{
+	sqlite3_stmt *s = stmt(m, id);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	return run(m, s, what);
+}
+
+int rfs_meta_delete_inode(struct rfs_meta *m, uint64_t ino)
+{
+	int rc = run_ino(m, S_DEL_BMAP_ALL, ino, "deleting a block map");
+	if (rc == 0)
+		rc = run_ino(m, S_DEL_XATTR_ALL, ino, "deleting xattrs");
+	if (rc == 0)
+		rc = run_ino(m, S_DEL_SYMLINK, ino, "deleting a symlink");
+	if (rc == 0)
+		rc = run_ino(m, S_DEL_INODE, ino, "deleting an inode");
+	return rc;
+}
+
+int rfs_meta_lookup(struct rfs_meta *m, uint64_t parent, const char *name, uint64_t *ino)
+{
+	sqlite3_stmt *s = stmt(m, S_LOOKUP);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)parent);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW)
+		*ino = (uint64_t)sqlite3_column_int64(s, 0);
+	else if (r == SQLITE_DONE)
+		rc = -ENOENT;
+	else
+		rc = sql_fail(m, "looking up a name");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+int rfs_meta_add_dentry(struct rfs_meta *m, uint64_t parent, const char *name, uint64_t ino)
+{
+	uint64_t cookie;
+	int rc = rfs_meta_alloc_id(m, &cookie);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = stmt(m, S_ADD_DENTRY);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)parent);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)ino);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)cookie);
+	return run(m, s, "adding a directory entry");
+}
+
+int rfs_meta_del_dentry(struct rfs_meta *m, uint64_t parent, const char *name)
+{
+	sqlite3_stmt *s = stmt(m, S_DEL_DENTRY);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)parent);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	int rc = run(m, s, "removing a directory entry");
+	if (rc == 0 && sqlite3_changes(m->db) == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
+int rfs_meta_dir_is_empty(struct rfs_meta *m, uint64_t dir)
+{
+	sqlite3_stmt *s = stmt(m, S_DIR_EMPTY);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+	int r = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (r == SQLITE_ROW)
+		return 0;
+	if (r == SQLITE_DONE)
+		return 1;
+	return sql_fail(m, "checking a directory");
+}
+
+int rfs_meta_readdir(struct rfs_meta *m, uint64_t dir, uint64_t after, rfs_dirent_cb cb, void *arg)
+{
+	sqlite3_stmt *s = stmt(m, S_READDIR);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
+	int r, rc = 0;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (cb(arg, (const char *)sqlite3_column_text(s, 0), (uint64_t)sqlite3_column_int64(s, 1),
+		       (uint32_t)sqlite3_column_int64(s, 2), (uint64_t)sqlite3_column_int64(s, 3)))
+			break;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = sql_fail(m, "reading a directory");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_count_subdirs(struct rfs_meta *m, uint64_t dir, uint32_t *n)
+{
+	sqlite3_stmt *s = stmt(m, S_COUNT_SUBDIRS);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+	int rc = 0;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*n = (uint32_t)sqlite3_column_int64(s, 0);
+	else
+		rc = sql_fail(m, "counting subdirectories");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_parent_of(struct rfs_meta *m, uint64_t dir, uint64_t *parent)
+{
+	if (dir == RFS_ROOT_INO) {
+		*parent = RFS_ROOT_INO;
+		return 0;
+	}
+	sqlite3_stmt *s = stmt(m, S_PARENT_OF);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)dir);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW)
+		*parent = (uint64_t)sqlite3_column_int64(s, 0);
+	else if (r == SQLITE_DONE)
+		rc = -ENOENT;
+	else
+		rc = sql_fail(m, "finding a parent directory");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_get_symlink(struct rfs_meta *m, uint64_t ino, char *buf, size_t len)
+{
+	sqlite3_stmt *s = stmt(m, S_GET_SYMLINK);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW) {
+		int n = sqlite3_column_bytes(s, 0);
+		if ((size_t)n + 1 > len) {
+			rc = -ENAMETOOLONG;
+		} else {
+			memcpy(buf, sqlite3_column_blob(s, 0), (size_t)n);
+			buf[n] = 0;
+		}
+	} else if (r == SQLITE_DONE) {
+		rc = -ENOENT;
+	} else {
+		rc = sql_fail(m, "reading a symlink");
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_set_symlink(struct rfs_meta *m, uint64_t ino, const char *target)
+{
+	sqlite3_stmt *s = stmt(m, S_SET_SYMLINK);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_blob(s, 2, target, (int)strlen(target), SQLITE_STATIC);
+	return run(m, s, "writing a symlink");
+}
+
+int rfs_meta_bmap_get(struct rfs_meta *m, uint64_t ino, uint64_t idx, uint8_t hash[RFS_HASH_LEN])
+{
+	sqlite3_stmt *s = stmt(m, S_BMAP_GET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW && sqlite3_column_bytes(s, 0) == RFS_HASH_LEN)
+		memcpy(hash, sqlite3_column_blob(s, 0), RFS_HASH_LEN);
+	else if (r == SQLITE_DONE)
+		rc = -ENOENT;
+	else
+		rc = sql_fail(m, "reading a block map");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_bmap_set(struct rfs_meta *m, uint64_t ino, uint64_t idx, const uint8_t hash[RFS_HASH_LEN])
+{
+	sqlite3_stmt *s = stmt(m, S_BMAP_SET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+	sqlite3_bind_blob(s, 3, hash, RFS_HASH_LEN, SQLITE_STATIC);
+	return run(m, s, "writing a block map");
+}
+
+int rfs_meta_bmap_del(struct rfs_meta *m, uint64_t ino, uint64_t idx)
+{
+	sqlite3_stmt *s = stmt(m, S_BMAP_DEL);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+	return run(m, s, "removing a block map entry");
+}
+
+int rfs_meta_bmap_truncate(struct rfs_meta *m, uint64_t ino, uint64_t first)
+{
+	sqlite3_stmt *s = stmt(m, S_BMAP_TRUNC);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)first);
+	return run(m, s, "truncating a block map");
+}
+
+int rfs_meta_bmap_each(struct rfs_meta *m, uint64_t ino, rfs_bmap_cb cb, void *arg)
+{
+	sqlite3_stmt *s = stmt(m, S_BMAP_EACH);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	int r, rc = 0;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(s, 1) != RFS_HASH_LEN)
+			continue;
+		if (cb(arg, (uint64_t)sqlite3_column_int64(s, 0), sqlite3_column_blob(s, 1)))
+			break;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = sql_fail(m, "reading a block map");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_block_get(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], struct rfs_block_loc *loc)
+{
+	sqlite3_stmt *s = stmt(m, S_BLOCK_GET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, hash, RFS_HASH_LEN, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW) {
+		snprintf(loc->pack, sizeof(loc->pack), "%s", (const char *)sqlite3_column_text(s, 0));
+		loc->off = (uint64_t)sqlite3_column_int64(s, 1);
+		loc->slen = (uint32_t)sqlite3_column_int64(s, 2);
+		loc->rlen = (uint32_t)sqlite3_column_int64(s, 3);
+		loc->codec = (uint8_t)sqlite3_column_int64(s, 4);
+	} else if (r == SQLITE_DONE) {
+		rc = -ENOENT;
+	} else {
+		rc = sql_fail(m, "reading a block location");
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+int rfs_meta_block_put(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc)
+{
+	sqlite3_stmt *s = stmt(m, S_BLOCK_PUT);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, hash, RFS_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, loc->pack, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)loc->off);
+	sqlite3_bind_int64(s, 4, loc->slen);
+	sqlite3_bind_int64(s, 5, loc->rlen);
+	sqlite3_bind_int64(s, 6, loc->codec);
+	return run(m, s, "writing a block location");
+}
+
+int rfs_meta_xattr_get(struct rfs_meta *m, uint64_t ino, const char *name, struct rfs_buf *out)
+{
+	sqlite3_stmt *s = stmt(m, S_XATTR_GET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW)
+		rc = rfs_buf_append(out, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+	else if (r == SQLITE_DONE)
+		rc = -ENODATA;
+	else
+		rc = sql_fail(m, "reading an xattr");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+int rfs_meta_xattr_set(struct rfs_meta *m, uint64_t ino, const char *name, const void *v, size_t len, int flags)
+{
+	struct rfs_buf cur = {0};
+	int rc = rfs_meta_xattr_get(m, ino, name, &cur);
+	rfs_buf_free(&cur);
+	if (rc < 0 && rc != -ENODATA)
+		return rc;
+	int exists = rc == 0;
+	if (exists && (flags & XATTR_CREATE))
+		return -EEXIST;
+	if (!exists && (flags & XATTR_REPLACE))
+		return -ENODATA;
+	static const char empty[1];
+	sqlite3_stmt *s;
+	if (exists) {
+		s = stmt(m, S_XATTR_UPDATE);
+		if (!s)
+			return -EIO;
+		sqlite3_bind_blob(s, 1, len ? v : empty, (int)len, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)ino);
+		sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+	} else {
+		s = stmt(m, S_XATTR_INSERT);
+		if (!s)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+		sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 3, len ? v : empty, (int)len, SQLITE_STATIC);
+	}
+	return run(m, s, "writing an xattr");
+}
+
+int rfs_meta_xattr_list(struct rfs_meta *m, uint64_t ino, struct rfs_buf *out)
+{
+	sqlite3_stmt *s = stmt(m, S_XATTR_LIST);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	int r, rc = 0;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *n = (const char *)sqlite3_column_text(s, 0);
+		rc = rfs_buf_append(out, n, strlen(n) + 1);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && r != SQLITE_DONE)
+		rc = sql_fail(m, "listing xattrs");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_xattr_remove(struct rfs_meta *m, uint64_t ino, const char *name)
+{
+	sqlite3_stmt *s = stmt(m, S_XATTR_DEL);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	int rc = run(m, s, "removing an xattr");
+	if (rc == 0 && sqlite3_changes(m->db) == 0)
+		rc = -ENODATA;
+	return rc;
+}
+
+int rfs_meta_local_get_int(struct rfs_meta *m, const char *key, int64_t *v)
+{
+	sqlite3_stmt *s = stmt(m, S_LOCAL_GET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW)
+		*v = sqlite3_column_int64(s, 0);
+	else if (r == SQLITE_DONE)
+		rc = -ENOENT;
+	else
+		rc = sql_fail(m, "reading local state");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+int rfs_meta_local_set_int(struct rfs_meta *m, const char *key, int64_t v)
+{
+	sqlite3_stmt *s = stmt(m, S_LOCAL_SET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, v);
+	return run(m, s, "writing local state");
+}
+
+int rfs_meta_local_get_text(struct rfs_meta *m, const char *key, char *buf, size_t len)
+{
+	sqlite3_stmt *s = stmt(m, S_LOCAL_GET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(s, 0));
+	else if (r == SQLITE_DONE || r == SQLITE_ROW)
+		rc = -ENOENT;
+	else
+		rc = sql_fail(m, "reading local state");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+int rfs_meta_local_set_text(struct rfs_meta *m, const char *key, const char *v)
+{
+	sqlite3_stmt *s = stmt(m, S_LOCAL_SET);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, v, -1, SQLITE_STATIC);
+	return run(m, s, "writing local state");
+}
+
+int rfs_meta_alloc_id(struct rfs_meta *m, uint64_t *id)
+{
+	int rc;
+	if (m->next_id == 0 || m->next_id >= m->range_end) {
+		/* Claim the next free range. A concurrent claim by another host with the same
+		 * start is a conflict the sync layer resolves (the later commit re-claims). */
+		sqlite3_stmt *s = stmt(m, S_MAX_RANGE);
+		if (!s)
+			return -EIO;
+		uint64_t start = RFS_ID_RANGE;
+		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+			start = (uint64_t)sqlite3_column_int64(s, 0) + RFS_ID_RANGE;
+		sqlite3_reset(s);
+		char host[64] = "";
+		rfs_meta_local_get_text(m, "host_id", host, sizeof(host));
+		s = stmt(m, S_ADD_RANGE);
+		if (!s)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)start);
+		sqlite3_bind_text(s, 2, host, -1, SQLITE_STATIC);
+		rc = run(m, s, "claiming an inode range");
+		if (rc < 0)
+			return rc;
+		m->next_id = start;
+		m->range_end = start + RFS_ID_RANGE;
+		rc = rfs_meta_local_set_int(m, "range_end", (int64_t)m->range_end);
+		if (rc < 0)
+			return rc;
+	}
+	*id = m->next_id++;
+	return rfs_meta_local_set_int(m, "next_id", (int64_t)m->next_id);
+}
+
+int rfs_meta_pending_collect(struct rfs_meta *m, struct rfs_buf *out, int64_t *upto, int64_t *count)
+{
+	sqlite3_changegroup *g = NULL;
+	int rc = 0;
+	int64_t max_id = 0, n = 0;
+	if (sqlite3changegroup_new(&g) != SQLITE_OK)
+		return -ENOMEM;
+	sqlite3_stmt *s = stmt(m, S_PENDING_SCAN);
+	if (!s) {
+		rc = -EIO;
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, *upto > 0 ? *upto : INT64_MAX);
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		max_id = sqlite3_column_int64(s, 0);
+		if (sqlite3changegroup_add(g, sqlite3_column_bytes(s, 1), (void *)sqlite3_column_blob(s, 1)) != SQLITE_OK) {
+			RFS_LOG(LOG_ERR, "pending change %lld cannot be combined", (long long)max_id);
+			rc = -EIO;
+			break;
+		}
+		n++;
+	}
+	sqlite3_reset(s);
+	if (rc < 0)
+		goto out;
+	if (n) {
+		int len = 0;
+		void *p = NULL;
+		if (sqlite3changegroup_output(g, &len, &p) != SQLITE_OK) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		rc = rfs_buf_append(out, p, (size_t)len);
+		sqlite3_free(p);
+	}
+	*upto = max_id;
+	if (count)
+		*count = n;
+out:
+	sqlite3changegroup_delete(g);
+	return rc;
+}
+
+int rfs_meta_pending_delete_upto(struct rfs_meta *m, int64_t upto)
+{
+	sqlite3_stmt *s = stmt(m, S_PENDING_DEL);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, upto);
+	return run(m, s, "removing committed changes");
+}
+
+int rfs_meta_pending_count(struct rfs_meta *m, int64_t *n)
+{
+	sqlite3_stmt *s = stmt(m, S_PENDING_COUNT);
+	if (!s)
+		return -EIO;
+	int rc = 0;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*n = sqlite3_column_int64(s, 0);
+	else
+		rc = sql_fail(m, "counting pending changes");
+	sqlite3_reset(s);
+	return rc;
+}
+
+static int apply_conflict(void *ctx, int why, sqlite3_changeset_iter *it)
+{
+	(void)ctx;
+	(void)it;
+	if (why == SQLITE_CHANGESET_DATA || why == SQLITE_CHANGESET_CONFLICT)
+		return SQLITE_CHANGESET_REPLACE;
+	return SQLITE_CHANGESET_OMIT;
+}
+
+int rfs_meta_apply_changeset(struct rfs_meta *m, const void *cs, size_t len)
+{
+	int r = sqlite3changeset_apply(m->db, (int)len, (void *)cs, NULL, apply_conflict, NULL);
+	if (r != SQLITE_OK)
+		return sql_fail(m, "applying a log entry");
+	return 0;
+}
+
+int rfs_meta_orphans(struct rfs_meta *m, int (*cb)(void *arg, uint64_t ino), void *arg)
+{
+	sqlite3_stmt *s = stmt(m, S_ORPHANS);
+	if (!s)
+		return -EIO;
+	uint64_t inos[256];
+	size_t n = 0;
+	while (n < 256 && sqlite3_step(s) == SQLITE_ROW)
+		inos[n++] = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	for (size_t i = 0; i < n; i++)
+		if (cb(arg, inos[i]))
+			break;
+	return 0;
+}
+
+int rfs_meta_count_inodes(struct rfs_meta *m, uint64_t *n)
+{
+	sqlite3_stmt *s = stmt(m, S_COUNT_INODES);
+	if (!s)
+		return -EIO;
+	int rc = 0;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*n = (uint64_t)sqlite3_column_int64(s, 0);
+	else
+		rc = sql_fail(m, "counting inodes");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_total_size(struct rfs_meta *m, uint64_t *bytes)
+{
+	sqlite3_stmt *s = stmt(m, S_TOTAL_SIZE);
+	if (!s)
+		return -EIO;
+	int rc = 0;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*bytes = (uint64_t)sqlite3_column_int64(s, 0);
+	else
+		rc = sql_fail(m, "summing sizes");
+	sqlite3_reset(s);
+	return rc;
+}

@@ -1,0 +1,130 @@
+/*
+ * meta.h - the metadata replica: one SQLite database per mount (in the cache dir).
+ *
+ * Shared tables (replicated to every host through the log):
+ *   inodes(ino PK, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime)   times in ns
+ *   dentries(parent, name, ino, cookie)  PK (parent, name); cookie gives readdir a stable offset
+ *   symlinks(ino PK, target)
+ *   bmap(ino, idx, hash)                 PK (ino, idx): block idx of the file -> content hash
+ *   blocks(hash PK, pack, off, slen, rlen, codec)  where a block's bytes live in the store
+ *   xattrs(ino, name, value)             PK (ino, name)
+ *   ranges(start PK, host)               per-host ranges of inode and cookie numbers
+ * Local tables (never replicated): pending(id, cs) changesets not yet in the log,
+ *   local(key, value) host id, applied log seq, id allocator state.
+ *
+ * Calling sequence: rfs_meta_open(). Every change runs between rfs_meta_begin() and
+ * rfs_meta_commit() (or rfs_meta_rollback()); the SQLite session extension records what the
+ * transaction changed in the shared tables, and commit stores that changeset in `pending` in
+ * the same transaction, so a crash never loses track of an unpublished change. Reads run
+ * between rfs_meta_lock() and rfs_meta_unlock(), or inside a transaction.
+ * All other calls require one of the two to be held. One mutex serialises the connection.
+ *
+ * Errors: 0 or negative errno (-ENOENT for a missing row, -EIO for an SQLite failure,
+ * which is also logged with SQLite's message).
+ */
+#ifndef RFS_META_H
+#define RFS_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fs/util.h"
+
+#define RFS_ROOT_INO 1
+/* Each host claims ids in ranges of this size (inode numbers and dirent cookies). */
+#define RFS_ID_RANGE (1ULL << 24)
+
+struct rfs_meta;
+
+struct rfs_attr {
+	uint64_t ino;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t size, rdev;
+	int64_t atime, mtime, ctime; /* ns since the epoch */
+};
+
+struct rfs_block_loc {
+	char pack[33];
+	uint64_t off;
+	uint32_t slen, rlen;
+	uint8_t codec;
+};
+
+int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t errlen);
+void rfs_meta_close(struct rfs_meta *m);
+
+void rfs_meta_lock(struct rfs_meta *m);
+void rfs_meta_unlock(struct rfs_meta *m);
+int rfs_meta_begin(struct rfs_meta *m);    /* lock + BEGIN + start recording */
+int rfs_meta_commit(struct rfs_meta *m);   /* record changeset in pending + COMMIT + unlock */
+void rfs_meta_rollback(struct rfs_meta *m); /* ROLLBACK + unlock */
+/* lock + BEGIN without recording: for applying log entries and local bookkeeping.
+ * Ends with rfs_meta_commit() / rfs_meta_rollback() like a recorded one. */
+int rfs_meta_begin_unrecorded(struct rfs_meta *m);
+
+int rfs_meta_get_attr(struct rfs_meta *m, uint64_t ino, struct rfs_attr *a);
+int rfs_meta_put_attr(struct rfs_meta *m, const struct rfs_attr *a);
+/* Removes the inode row and everything hanging off it (blocks map, xattrs, symlink). */
+int rfs_meta_delete_inode(struct rfs_meta *m, uint64_t ino);
+
+int rfs_meta_lookup(struct rfs_meta *m, uint64_t parent, const char *name, uint64_t *ino);
+int rfs_meta_add_dentry(struct rfs_meta *m, uint64_t parent, const char *name, uint64_t ino);
+int rfs_meta_del_dentry(struct rfs_meta *m, uint64_t parent, const char *name);
+/* 1 if the directory has no entries, 0 if it has, negative errno on failure. */
+int rfs_meta_dir_is_empty(struct rfs_meta *m, uint64_t dir);
+/* Calls cb for entries with cookie > after, in cookie order, until cb returns non-zero. */
+typedef int (*rfs_dirent_cb)(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t cookie);
+int rfs_meta_readdir(struct rfs_meta *m, uint64_t dir, uint64_t after, rfs_dirent_cb cb, void *arg);
+/* Counts subdirectories (for a directory's nlink). */
+/* The directory holding a directory (its ".."); the root is its own parent. */
+int rfs_meta_parent_of(struct rfs_meta *m, uint64_t dir, uint64_t *parent);
+int rfs_meta_count_subdirs(struct rfs_meta *m, uint64_t dir, uint32_t *n);
+
+int rfs_meta_get_symlink(struct rfs_meta *m, uint64_t ino, char *buf, size_t len);
+int rfs_meta_set_symlink(struct rfs_meta *m, uint64_t ino, const char *target);
+
+int rfs_meta_bmap_get(struct rfs_meta *m, uint64_t ino, uint64_t idx, uint8_t hash[RFS_HASH_LEN]);
+int rfs_meta_bmap_set(struct rfs_meta *m, uint64_t ino, uint64_t idx, const uint8_t hash[RFS_HASH_LEN]);
+int rfs_meta_bmap_del(struct rfs_meta *m, uint64_t ino, uint64_t idx);
+/* Drops block map rows with idx >= first. */
+int rfs_meta_bmap_truncate(struct rfs_meta *m, uint64_t ino, uint64_t first);
+/* Calls cb for each (idx, hash) of a file in idx order (for warmup and fsck). */
+typedef int (*rfs_bmap_cb)(void *arg, uint64_t idx, const uint8_t hash[RFS_HASH_LEN]);
+int rfs_meta_bmap_each(struct rfs_meta *m, uint64_t ino, rfs_bmap_cb cb, void *arg);
+
+int rfs_meta_block_get(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], struct rfs_block_loc *loc);
+int rfs_meta_block_put(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc);
+
+int rfs_meta_xattr_get(struct rfs_meta *m, uint64_t ino, const char *name, struct rfs_buf *out);
+/* flags: XATTR_CREATE / XATTR_REPLACE semantics (-EEXIST / -ENODATA). */
+int rfs_meta_xattr_set(struct rfs_meta *m, uint64_t ino, const char *name, const void *v, size_t len, int flags);
+/* Appends "name\0" for each attribute to out. */
+int rfs_meta_xattr_list(struct rfs_meta *m, uint64_t ino, struct rfs_buf *out);
+int rfs_meta_xattr_remove(struct rfs_meta *m, uint64_t ino, const char *name);
+
+/* Allocates a fresh id (inode number or cookie) from this host's range; claims a new range
+ * in the shared `ranges` table when needed. Must run inside a transaction. */
+int rfs_meta_alloc_id(struct rfs_meta *m, uint64_t *id);
+
+int rfs_meta_local_get_int(struct rfs_meta *m, const char *key, int64_t *v);
+int rfs_meta_local_set_int(struct rfs_meta *m, const char *key, int64_t v);
+int rfs_meta_local_get_text(struct rfs_meta *m, const char *key, char *buf, size_t len);
+int rfs_meta_local_set_text(struct rfs_meta *m, const char *key, const char *v);
+
+/* Pending changesets: combines every row with id <= *upto (0: all) into one changeset in out
+ * (empty when nothing is pending) and sets *upto to the highest id included. */
+int rfs_meta_pending_collect(struct rfs_meta *m, struct rfs_buf *out, int64_t *upto, int64_t *count);
+int rfs_meta_pending_delete_upto(struct rfs_meta *m, int64_t upto);
+int rfs_meta_pending_count(struct rfs_meta *m, int64_t *n);
+
+/* Applies a changeset from the log (no recording). Conflicting rows take the log's values. */
+int rfs_meta_apply_changeset(struct rfs_meta *m, const void *cs, size_t len);
+
+/* Inodes with nlink 0 (orphans left by a crash while open): calls cb for each. */
+int rfs_meta_orphans(struct rfs_meta *m, int (*cb)(void *arg, uint64_t ino), void *arg);
+int rfs_meta_count_inodes(struct rfs_meta *m, uint64_t *n);
+/* Sum of the sizes of all regular files (for statfs). */
+int rfs_meta_total_size(struct rfs_meta *m, uint64_t *bytes);
+
+#endif

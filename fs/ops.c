@@ -1,0 +1,434 @@
+/*
+ * ops.c - FUSE low-level callbacks. Each is: resolve the request, one core call, one reply.
+ * Locks (flock, fcntl) are left to the kernel, which keeps them correct within one host.
+ */
+#define FUSE_USE_VERSION 34
+#include "fs/ops.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/core.h"
+#include "fs/log.h"
+
+struct ops_ctx {
+	struct rfs_fs *fs;
+	double timeout;
+};
+
+static struct ops_ctx *ctx_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void reply_entry(fuse_req_t req, const struct stat *st, int rc, int is_lookup)
+{
+	if (rc < 0) {
+		if (rc == -ENOENT && is_lookup) {
+			/* negative entry: the kernel may cache the absence like a positive entry */
+			struct fuse_entry_param e = {0};
+			e.entry_timeout = ctx_of(req)->timeout;
+			fuse_reply_entry(req, &e);
+			return;
+		}
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct fuse_entry_param e = {0};
+	e.ino = st->st_ino;
+	e.attr = *st;
+	e.attr_timeout = ctx_of(req)->timeout;
+	e.entry_timeout = ctx_of(req)->timeout;
+	fuse_reply_entry(req, &e);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want &= ~FUSE_CAP_SPLICE_READ;
+	conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE; /* mtime/size stay exact; see docs */
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct stat st;
+	int rc = rfs_lookup(ctx_of(req)->fs, parent, name, &st);
+	reply_entry(req, &st, rc, 1);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req); /* inodes live in the DB, not in memory */
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct stat st;
+	int rc = rfs_getattr(ctx_of(req)->fs, ino, &st);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, ctx_of(req)->timeout);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+	(void)fi;
+	int set = 0;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		set |= RFS_SET_MODE;
+	if (to_set & FUSE_SET_ATTR_UID)
+		set |= RFS_SET_UID;
+	if (to_set & FUSE_SET_ATTR_GID)
+		set |= RFS_SET_GID;
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		set |= RFS_SET_SIZE;
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		set |= RFS_SET_ATIME;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		set |= RFS_SET_MTIME;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		set |= RFS_SET_ATIME_NOW;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		set |= RFS_SET_MTIME_NOW;
+	if (to_set & FUSE_SET_ATTR_CTIME)
+		set |= RFS_SET_CTIME;
+	struct stat st;
+	int rc = rfs_setattr(ctx_of(req)->fs, ino, attr, set, &st);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, ctx_of(req)->timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[PATH_MAX + 1];
+	int rc = rfs_readlink(ctx_of(req)->fs, ino, buf, sizeof(buf));
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct stat st;
+	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, mode, rdev, c->uid, c->gid, &st);
+	reply_entry(req, &st, rc, 0);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct stat st;
+	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, S_IFDIR | (mode & 07777), 0, c->uid, c->gid, &st);
+	reply_entry(req, &st, rc, 0);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct stat st;
+	int rc = rfs_symlink(ctx_of(req)->fs, parent, name, link, c->uid, c->gid, &st);
+	reply_entry(req, &st, rc, 0);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct stat st;
+	int rc = rfs_link(ctx_of(req)->fs, ino, newparent, newname, &st);
+	reply_entry(req, &st, rc, 0);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -rfs_unlink(ctx_of(req)->fs, parent, name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -rfs_rmdir(ctx_of(req)->fs, parent, name));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, -rfs_rename(ctx_of(req)->fs, parent, name, newparent, newname, flags));
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int rc = rfs_open(ctx_of(req)->fs, ino, fi->flags);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->keep_cache = 1; /* every change on this host goes through this kernel's page cache */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		rfs_release(ctx_of(req)->fs, ino, fi->flags); /* interrupted: undo the open */
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct stat st;
+	int rc = rfs_create(ctx_of(req)->fs, parent, name, mode, fi->flags, c->uid, c->gid, &st);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct fuse_entry_param e = {0};
+	e.ino = st.st_ino;
+	e.attr = st;
+	e.attr_timeout = ctx_of(req)->timeout;
+	e.entry_timeout = ctx_of(req)->timeout;
+	fi->keep_cache = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		rfs_release(ctx_of(req)->fs, st.st_ino, fi->flags);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = rfs_read(ctx_of(req)->fs, ino, (uint64_t)off, size, buf);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)fi;
+	ssize_t n = rfs_write(ctx_of(req)->fs, ino, (uint64_t)off, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -rfs_flush(ctx_of(req)->fs, ino));
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, -rfs_release(ctx_of(req)->fs, ino, fi->flags));
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -rfs_fsync(ctx_of(req)->fs, ino, datasync));
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+};
+
+static int fill_dir(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t next)
+{
+	struct dirbuf *d = arg;
+	struct stat st = {0};
+	st.st_ino = ino;
+	st.st_mode = mode;
+	size_t need = fuse_add_direntry(d->req, NULL, 0, name, NULL, 0);
+	if (d->used + need > d->size)
+		return 1;
+	fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, name, &st, (off_t)next);
+	d->used += need;
+	return 0;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct dirbuf d = {req, malloc(size ? size : 1), size, 0};
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int rc = rfs_readdir(ctx_of(req)->fs, ino, (uint64_t)off, fill_dir, &d);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -rfs_fsync(ctx_of(req)->fs, ino, datasync));
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct statvfs st;
+	int rc = rfs_statfs(ctx_of(req)->fs, &st);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+			int flags)
+{
+	fuse_reply_err(req, -rfs_setxattr(ctx_of(req)->fs, ino, name, value, size, flags));
+}
+
+static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf, size_t size)
+{
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = rfs_getxattr(ctx_of(req)->fs, ino, name, buf, size);
+	reply_xattr(req, n, buf, size);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = rfs_listxattr(ctx_of(req)->fs, ino, buf, size);
+	reply_xattr(req, n, buf, size);
+	free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, -rfs_removexattr(ctx_of(req)->fs, ino, name));
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	(void)fi;
+	fuse_reply_err(req, -rfs_fallocate(ctx_of(req)->fs, ino, mode, (uint64_t)off, (uint64_t)len));
+}
+
+static const struct fuse_lowlevel_ops rfs_ll_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.readdir = op_readdir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.fallocate = op_fallocate,
+};
+
+int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg,
+		 char *err, size_t errlen)
+{
+	struct ops_ctx ctx = {fs, o->attr_timeout};
+	char opts[4096];
+	snprintf(opts, sizeof(opts), "default_permissions,fsname=%s,subtype=roamfs%s%s", o->fsname,
+		 o->fuse_opts && o->fuse_opts[0] ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	char *argv[] = {"roamfs", "-o", opts, o->fuse_debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(o->fuse_debug ? 4 : 3, argv);
+	int rc = 0;
+	struct fuse_session *se = fuse_session_new(&args, &rfs_ll_ops, sizeof(rfs_ll_ops), &ctx);
+	if (!se) {
+		snprintf(err, errlen, "cannot start a FUSE session (bad -o options '%s'?)",
+			 o->fuse_opts ? o->fuse_opts : "");
+		rc = -EINVAL;
+		goto out1;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		snprintf(err, errlen, "cannot install signal handlers");
+		rc = -EIO;
+		goto out2;
+	}
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
+		snprintf(err, errlen, "cannot mount on '%s' (is /dev/fuse available, is fuse3 installed, "
+			 "and is the mountpoint an existing, unmounted directory?)", o->mountpoint);
+		rc = -EIO;
+		goto out3;
+	}
+	if (!o->foreground && fuse_daemonize(0) != 0) {
+		snprintf(err, errlen, "cannot daemonize");
+		rc = -EIO;
+		goto out4;
+	}
+	rc = started ? started(arg) : 0;
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot start the background threads: %s", strerror(-rc));
+		goto out4;
+	}
+	struct fuse_loop_config cfg = {.clone_fd = 0, .max_idle_threads = (unsigned)(o->max_threads > 0 ? o->max_threads : 16)};
+	int lr = fuse_session_loop_mt(se, &cfg);
+	if (lr < 0)
+		RFS_LOG(LOG_ERR, "FUSE session ended with an error: %s", strerror(-lr));
+out4:
+	fuse_session_unmount(se);
+out3:
+	fuse_remove_signal_handlers(se);
+out2:
+	fuse_session_destroy(se);
+out1:
+	fuse_opt_free_args(&args);
+	return rc;
+}

@@ -1,0 +1,31 @@
+/*
+ * ops.h - the FUSE front-end: the only module that speaks libfuse's low-level protocol.
+ *
+ * rfs_fuse_run() mounts the core filesystem at the mountpoint, daemonizes unless foreground
+ * (after the mount is live, so the parent's exit status tells whether mounting worked), calls
+ * started() in the final process (start threads, write the pid file there: threads do not
+ * survive fork), and serves requests on a multithreaded session loop until the filesystem
+ * is unmounted or the daemon gets SIGTERM/SIGINT/SIGHUP. Returns 0, or -errno with a
+ * message in err when mounting failed.
+ */
+#ifndef RFS_OPS_H
+#define RFS_OPS_H
+
+#include <stddef.h>
+
+struct rfs_fs;
+
+struct rfs_mount_opts {
+	const char *mountpoint;
+	const char *fsname;     /* shown in /proc/mounts */
+	const char *fuse_opts;  /* comma-separated -o options passed to the kernel/libfuse */
+	int foreground;
+	int fuse_debug;
+	double attr_timeout;    /* seconds the kernel may cache attributes and entries */
+	int max_threads;
+};
+
+int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg,
+		 char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * pack.h - packs: immutable store objects holding many content-addressed blocks.
+ *
+ * Layout of a pack object:
+ *     block payloads back to back (each LZ4-compressed when that saves space, else raw)
+ *     trailer: count entries of { hash[32], u64 offset, u32 stored_len, u32 raw_len, u8 codec }
+ *     footer:  u32 count, u32 reserved (0), "RFSPACK1"      (all integers little-endian)
+ * The trailer lets `fsck` check a pack and lets metadata be rebuilt from the store alone.
+ *
+ * Calling sequence (writer): rfs_pack_init(&p, compress); rfs_pack_add() per block (returns
+ * where the block landed); rfs_pack_finish() appends the trailer and gives the bytes to upload
+ * in p.buf; rfs_pack_free(). A pack is one thread's object.
+ *
+ * Reader: rfs_pack_decode_block() turns one stored payload back into the block's bytes and
+ * verifies its SHA-256: a mismatch is -EIO (never wrong bytes). rfs_pack_parse_trailer()
+ * decodes a whole pack's index (for fsck), bounded by the object's length.
+ */
+#ifndef RFS_PACK_H
+#define RFS_PACK_H
+
+#include <stdint.h>
+
+#include "fs/util.h"
+
+enum rfs_codec { RFS_CODEC_RAW = 0, RFS_CODEC_LZ4 = 1 };
+
+struct rfs_pack_entry {
+	uint8_t hash[RFS_HASH_LEN];
+	uint64_t offset;
+	uint32_t stored_len;
+	uint32_t raw_len;
+	uint8_t codec;
+};
+
+struct rfs_pack {
+	char id[33];              /* random 128-bit hex id */
+	int compress;             /* try LZ4 */
+	struct rfs_buf buf;       /* payloads, then trailer after finish */
+	struct rfs_pack_entry *entries;
+	uint32_t count, cap;
+};
+
+#define RFS_PACK_ENTRY_SIZE 49
+#define RFS_PACK_FOOTER_SIZE 16
+
+void rfs_pack_init(struct rfs_pack *p, int compress);
+/* Appends a block whose hash the caller computed. *e (optional) receives its entry. */
+int rfs_pack_add(struct rfs_pack *p, const uint8_t hash[RFS_HASH_LEN], const void *data,
+		 uint32_t len, struct rfs_pack_entry *e);
+int rfs_pack_finish(struct rfs_pack *p);
+void rfs_pack_free(struct rfs_pack *p);
+/* Store key for a pack id: "data/<first two hex>/<id>". buf >= 48 bytes. */
+void rfs_pack_key(const char *id, char *buf, size_t len);
+
+/* Decodes a stored payload into out (raw_len bytes, caller-allocated) and verifies the hash. */
+int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec,
+			  uint32_t raw_len, const uint8_t hash[RFS_HASH_LEN], void *out);
+
+/* Parses the trailer of a whole pack object. *entries is malloc'd; caller frees. */
+int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries,
+			   uint32_t *count);
+
+#endif

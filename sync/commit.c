@@ -1,0 +1,417 @@
+#include "sync/commit.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <lz4.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fs/log.h"
+
+#define LOG_MAGIC "RFSLOG1"
+#define MAX_RECORD (256u << 20) /* a record bigger than this is refused as corrupt */
+
+struct rfs_sync {
+	struct rfs_store *store;
+	struct rfs_meta *meta;
+	char host_id[64];
+	int interval_ms;
+
+	pthread_mutex_t commit_lock; /* serialises commits and pulls; taken before the meta lock */
+	pthread_mutex_t lock;        /* protects the fields below */
+	pthread_cond_t cond;
+	int running, stopping, kicked;
+	pthread_t thread;
+	int64_t commits, pulls_applied, last_commit_ms;
+	char last_error[256];
+};
+
+static void set_error(struct rfs_sync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(struct rfs_sync *s, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&s->lock);
+	va_start(ap, fmt);
+	vsnprintf(s->last_error, sizeof(s->last_error), fmt, ap);
+	va_end(ap);
+	RFS_LOG(LOG_WARNING, "sync: %s", s->last_error);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void seq_key(int64_t seq, char *buf, size_t len)
+{
+	snprintf(buf, len, "log/%020" PRId64, seq);
+}
+
+int rfs_sync_open(struct rfs_store *store, struct rfs_meta *meta, const char *host_id,
+		  int interval_ms, struct rfs_sync **out)
+{
+	struct rfs_sync *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->store = store;
+	s->meta = meta;
+	snprintf(s->host_id, sizeof(s->host_id), "%s", host_id);
+	s->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+	pthread_mutex_init(&s->commit_lock, NULL);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	*out = s;
+	return 0;
+}
+
+void rfs_sync_close(struct rfs_sync *s)
+{
+	if (!s)
+		return;
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->commit_lock);
+	free(s);
+}
+
+struct record {
+	int64_t seq;
+	char prev[65], commit_id[33], host[64];
+	int64_t time_ns;
+	uint8_t *cs; /* malloc'd raw changeset */
+	size_t cs_len;
+	char hash[65]; /* sha256 of the whole object */
+};
+
+static int parse_record(const struct rfs_buf *b, struct record *r)
+{
+	memset(r, 0, sizeof(*r));
+	const char *nl = memchr(b->data, '\n', b->len < 512 ? b->len : 512);
+	if (!nl)
+		return -EINVAL;
+	char head[512];
+	size_t hl = (size_t)(nl - (const char *)b->data);
+	memcpy(head, b->data, hl);
+	head[hl] = 0;
+	char magic[16];
+	unsigned long long raw_len, stored_len;
+	long long seq, t;
+	if (sscanf(head, "%15s %lld %64s %32s %63s %lld %llu %llu", magic, &seq, r->prev, r->commit_id, r->host,
+		   &t, &raw_len, &stored_len) != 8 ||
+	    strcmp(magic, LOG_MAGIC))
+		return -EINVAL;
+	size_t body = b->len - hl - 1;
+	if (stored_len != body || raw_len > MAX_RECORD)
+		return -EINVAL;
+	r->seq = seq;
+	r->time_ns = t;
+	r->cs = malloc(raw_len ? raw_len : 1);
+	if (!r->cs)
+		return -ENOMEM;
+	const char *payload = (const char *)nl + 1;
+	if (raw_len == stored_len) {
+		memcpy(r->cs, payload, raw_len);
+	} else {
+		int n = LZ4_decompress_safe(payload, (char *)r->cs, (int)stored_len, (int)raw_len);
+		if (n < 0 || (unsigned long long)n != raw_len) {
+			free(r->cs);
+			r->cs = NULL;
+			return -EINVAL;
+		}
+	}
+	r->cs_len = raw_len;
+	uint8_t h[RFS_HASH_LEN];
+	rfs_sha256(b->data, b->len, h);
+	rfs_hex(h, RFS_HASH_LEN, r->hash);
+	return 0;
+}
+
+static int build_record(const struct rfs_buf *cs, int64_t seq, const char *prev, const char *commit_id,
+			const char *host, struct rfs_buf *out)
+{
+	int bound = LZ4_compressBound((int)cs->len);
+	char *comp = malloc((size_t)bound);
+	if (!comp)
+		return -ENOMEM;
+	int clen = LZ4_compress_default((const char *)cs->data, comp, (int)cs->len, bound);
+	const char *payload = comp;
+	size_t plen = (size_t)clen;
+	if (clen <= 0 || (size_t)clen >= cs->len) {
+		payload = (const char *)cs->data;
+		plen = cs->len;
+	}
+	char head[512];
+	int hl = snprintf(head, sizeof(head), "%s %" PRId64 " %s %s %s %" PRId64 " %zu %zu\n", LOG_MAGIC, seq,
+			  prev, commit_id, host, rfs_now_ns(), cs->len, plen);
+	int rc = rfs_buf_append(out, head, (size_t)hl);
+	if (rc == 0)
+		rc = rfs_buf_append(out, payload, plen);
+	free(comp);
+	return rc;
+}
+
+static const char zero_hash[] = "0000000000000000000000000000000000000000000000000000000000000000";
+
+static void local_position(struct rfs_sync *s, int64_t *applied, char *head_hash)
+{
+	if (rfs_meta_local_get_int(s->meta, "applied_seq", applied) < 0)
+		*applied = 0;
+	if (rfs_meta_local_get_text(s->meta, "head_hash", head_hash, 65) < 0)
+		snprintf(head_hash, 65, "%s", zero_hash);
+}
+
+/* Applies one fetched record. Caller holds commit_lock. */
+static int apply_record(struct rfs_sync *s, const struct record *r)
+{
+	int rc = rfs_meta_begin_unrecorded(s->meta);
+	if (rc < 0)
+		return rc;
+	char inflight[128] = "";
+	rfs_meta_local_get_text(s->meta, "inflight", inflight, sizeof(inflight));
+	char our_id[33] = "";
+	long long upto = 0;
+	if (inflight[0])
+		sscanf(inflight, "%32s %lld", our_id, &upto);
+	if (our_id[0] && !strcmp(our_id, r->commit_id)) {
+		/* C3: our own record whose reply we never saw: it is committed. Our changes are
+		 * already in the local DB; drop them from pending exactly once. */
+		rc = rfs_meta_pending_delete_upto(s->meta, upto);
+		if (rc == 0)
+			rc = rfs_meta_local_set_text(s->meta, "inflight", "");
+	} else {
+		rc = rfs_meta_apply_changeset(s->meta, r->cs, r->cs_len);
+	}
+	if (rc == 0)
+		rc = rfs_meta_local_set_int(s->meta, "applied_seq", r->seq);
+	if (rc == 0)
+		rc = rfs_meta_local_set_text(s->meta, "head_hash", r->hash);
+	if (rc < 0) {
+		rfs_meta_rollback(s->meta);
+		return rc;
+	}
+	return rfs_meta_commit(s->meta);
+}
+
+/* Caller holds commit_lock. */
+static int pull_locked(struct rfs_sync *s)
+{
+	int applied_n = 0;
+	for (;;) {
+		int64_t applied;
+		char head_hash[65];
+		rfs_meta_lock(s->meta);
+		local_position(s, &applied, head_hash);
+		rfs_meta_unlock(s->meta);
+		char key[64];
+		seq_key(applied + 1, key, sizeof(key));
+		struct rfs_buf b = {0};
+		int rc = rfs_store_get(s->store, key, 0, RFS_GET_TO_END, &b);
+		if (rc == -ENOENT)
+			break;
+		if (rc < 0) {
+			set_error(s, "cannot read log record %s: %s", key, strerror(-rc));
+			return rc;
+		}
+		struct record r;
+		rc = parse_record(&b, &r);
+		rfs_buf_free(&b);
+		if (rc < 0) {
+			set_error(s, "log record %s is damaged; not applying it or anything after it", key);
+			return -EIO;
+		}
+		if (r.seq != applied + 1 || strcmp(r.prev, head_hash)) {
+			set_error(s, "log record %s does not continue the hash chain (expected prev %.12s, got %.12s); "
+				  "stopping sync: this replica must be rebuilt from the store",
+				  key, head_hash, r.prev);
+			free(r.cs);
+			return -EIO;
+		}
+		rc = apply_record(s, &r);
+		free(r.cs);
+		if (rc < 0) {
+			set_error(s, "cannot apply log record %s: %s", key, strerror(-rc));
+			return rc;
+		}
+		applied_n++;
+	}
+	if (applied_n) {
+		pthread_mutex_lock(&s->lock);
+		s->pulls_applied += applied_n;
+		pthread_mutex_unlock(&s->lock);
+		RFS_LOG(LOG_DEBUG, "sync: applied %d log records", applied_n);
+	}
+	return applied_n;
+}
+
+int rfs_sync_pull(struct rfs_sync *s)
+{
+	pthread_mutex_lock(&s->commit_lock);
+	int rc = pull_locked(s);
+	pthread_mutex_unlock(&s->commit_lock);
+	return rc;
+}
+
+/* Publishes everything pending. Caller holds commit_lock. Returns 0 when nothing is left. */
+static int commit_locked(struct rfs_sync *s)
+{
+	int rc;
+	for (int attempt = 0; attempt < 100; attempt++) {
+		struct rfs_buf cs = {0}, rec = {0};
+		int64_t upto = 0, count = 0, applied;
+		char head_hash[65];
+		uint8_t idb[16];
+		char commit_id[33];
+		rfs_random(idb, sizeof(idb));
+		rfs_hex(idb, sizeof(idb), commit_id);
+
+		rfs_meta_lock(s->meta);
+		rc = rfs_meta_pending_collect(s->meta, &cs, &upto, &count);
+		local_position(s, &applied, head_hash);
+		if (rc == 0 && count) {
+			char inflight[128];
+			snprintf(inflight, sizeof(inflight), "%s %lld", commit_id, (long long)upto);
+			rc = rfs_meta_local_set_text(s->meta, "inflight", inflight); /* C3 */
+		}
+		rfs_meta_unlock(s->meta);
+		if (rc < 0 || !count) {
+			rfs_buf_free(&cs);
+			return rc;
+		}
+		if (cs.len == 0) {
+			/* changes that cancelled out: nothing to publish */
+			rfs_meta_lock(s->meta);
+			rfs_meta_pending_delete_upto(s->meta, upto);
+			rfs_meta_local_set_text(s->meta, "inflight", "");
+			rfs_meta_unlock(s->meta);
+			rfs_buf_free(&cs);
+			continue;
+		}
+		rc = build_record(&cs, applied + 1, head_hash, commit_id, s->host_id, &rec);
+		rfs_buf_free(&cs);
+		if (rc < 0) {
+			rfs_buf_free(&rec);
+			return rc;
+		}
+		char key[64];
+		seq_key(applied + 1, key, sizeof(key));
+		rc = rfs_store_put_if_absent(s->store, key, rec.data, rec.len);
+		rfs_buf_free(&rec);
+		if (rc == 0 || rc == -EEXIST || rc == -EIO || rc == -ETIMEDOUT) {
+			/* Whatever the reply said, the slot now decides (C2, C3): pull it. If it holds
+			 * our commit id, apply_record recognises it and clears pending. */
+			int p = pull_locked(s);
+			if (p < 0)
+				return p;
+			if (rc == 0) {
+				pthread_mutex_lock(&s->lock);
+				s->commits++;
+				s->last_commit_ms = rfs_monotonic_ms();
+				s->last_error[0] = 0;
+				pthread_mutex_unlock(&s->lock);
+			}
+			continue; /* more pending (new changes, or we lost the slot): go again */
+		}
+		char cause[256];
+		rfs_store_error(s->store, cause, sizeof(cause));
+		set_error(s, "cannot publish %s: %s; will retry", key, cause[0] ? cause : strerror(-rc));
+		return rc;
+	}
+	return -EAGAIN;
+}
+
+int rfs_sync_commit_now(struct rfs_sync *s)
+{
+	pthread_mutex_lock(&s->commit_lock);
+	int rc = commit_locked(s);
+	pthread_mutex_unlock(&s->commit_lock);
+	return rc;
+}
+
+static void *sync_thread(void *arg)
+{
+	struct rfs_sync *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		if (!s->kicked) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += s->interval_ms / 1000;
+			ts.tv_nsec += (long)(s->interval_ms % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		}
+		if (s->stopping)
+			break;
+		s->kicked = 0;
+		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&s->commit_lock);
+		pull_locked(s);
+		commit_locked(s);
+		pthread_mutex_unlock(&s->commit_lock);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int rfs_sync_start(struct rfs_sync *s)
+{
+	int rc = pthread_create(&s->thread, NULL, sync_thread, s);
+	if (rc)
+		return -rc;
+	s->running = 1;
+	return 0;
+}
+
+void rfs_sync_kick(struct rfs_sync *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->kicked = 1;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int rfs_sync_stop(struct rfs_sync *s, int timeout_ms)
+{
+	if (s->running) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = 1;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->thread, NULL);
+		s->running = 0;
+	}
+	int64_t deadline = rfs_monotonic_ms() + timeout_ms;
+	int rc;
+	for (;;) {
+		rc = rfs_sync_commit_now(s);
+		if (rc == 0 || rfs_monotonic_ms() >= deadline)
+			break;
+		struct timespec ts = {0, 200 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return rc;
+}
+
+void rfs_sync_get_stats(struct rfs_sync *s, struct rfs_sync_stats *st)
+{
+	rfs_meta_lock(s->meta);
+	if (rfs_meta_local_get_int(s->meta, "applied_seq", &st->applied_seq) < 0)
+		st->applied_seq = 0;
+	if (rfs_meta_pending_count(s->meta, &st->pending) < 0)
+		st->pending = -1;
+	rfs_meta_unlock(s->meta);
+	pthread_mutex_lock(&s->lock);
+	st->commits = s->commits;
+	st->pulls_applied = s->pulls_applied;
+	st->last_commit_ms = s->last_commit_ms;
+	snprintf(st->last_error, sizeof(st->last_error), "%s", s->last_error);
+	pthread_mutex_unlock(&s->lock);
+}

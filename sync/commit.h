@@ -1,0 +1,55 @@
+/*
+ * commit.h - the metadata log: publishing local changes to log/<seq> and applying others'.
+ *
+ * A log record is one object, log/<seq as 20 digits>:
+ *     "RFSLOG1 <seq> <prev-hash> <commit-id> <host-id> <time-ns> <raw-len> <stored-len>\n"
+ *     followed by the changeset (LZ4-compressed when stored-len != raw-len).
+ * prev-hash is the SHA-256 of the previous record object (hash chain; 64 zeros for seq 1).
+ *
+ * Invariants (numbered so code can cite them):
+ *  C1. Data before metadata: a changeset naming a block is only created after the pack
+ *      holding it was stored (core.c's flush), so a published record never names a missing block.
+ *  C2. A record is published with put-if-absent; exactly one host wins each seq.
+ *  C3. Before the put, local state `inflight` = "<commit-id> <pending-upto>" is saved. If the
+ *      put's outcome is unknown (error, crash), the slot is read back: finding our commit id
+ *      means it was committed, and the pending rows up to pending-upto are dropped exactly once.
+ *  C4. Records are applied in seq order, each checked against the hash chain; a break stops
+ *      the pull loudly instead of applying something unordered.
+ *
+ * Calling sequence: rfs_sync_open() after the metadata DB is open; rfs_sync_pull() to catch
+ * up before serving; rfs_sync_start() starts the background committer (every interval, and
+ * when kicked); rfs_sync_commit_now() publishes everything pending and returns when it is in
+ * the store (fsync, umount); rfs_sync_stop() does a last commit and stops the thread.
+ * Errors: 0 or negative errno; the cause is logged and kept for status in last_error.
+ */
+#ifndef RFS_COMMIT_H
+#define RFS_COMMIT_H
+
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "fs/meta.h"
+
+struct rfs_sync;
+
+struct rfs_sync_stats {
+	int64_t applied_seq;
+	int64_t pending;       /* pending changesets not yet in the log */
+	int64_t commits, pulls_applied;
+	int64_t last_commit_ms; /* CLOCK_BOOTTIME ms of the last successful commit, 0: none */
+	char last_error[256];
+};
+
+int rfs_sync_open(struct rfs_store *store, struct rfs_meta *meta, const char *host_id,
+		  int interval_ms, struct rfs_sync **out);
+void rfs_sync_close(struct rfs_sync *s);
+/* Applies every record after the local position. Returns the number applied or -errno. */
+int rfs_sync_pull(struct rfs_sync *s);
+int rfs_sync_start(struct rfs_sync *s);
+void rfs_sync_kick(struct rfs_sync *s);
+int rfs_sync_commit_now(struct rfs_sync *s);
+/* Final commit (retried up to timeout_ms) and thread stop. Returns 0 if nothing is left pending. */
+int rfs_sync_stop(struct rfs_sync *s, int timeout_ms);
+void rfs_sync_get_stats(struct rfs_sync *s, struct rfs_sync_stats *st);
+
+#endif
