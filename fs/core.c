@@ -1252,9 +1252,8 @@ int rfs_link(struct rfs_fs *fs, uint64_t ino, uint64_t newparent, const char *ne
 	rc = rfs_meta_commit(fs->meta);
 	if (rc < 0)
 		return rc;
-	overlay(fs, &a);
-	attr_to_stat(&a, fs->format.block_size, out);
-	return 0;
+	/* re-read: a flush may have published newer size/mtime since our transaction */
+	return rfs_getattr(fs, ino, out);
 fail:
 	rfs_meta_rollback(fs->meta);
 	return rc;
