@@ -40,6 +40,9 @@
 #ifndef RFS_PACK_TARGET
 #define RFS_PACK_TARGET (32u << 20) /* upload a pack once it holds this many bytes */
 #endif
+#ifndef RFS_OPEN_PULL_AGE_MS
+#define RFS_OPEN_PULL_AGE_MS 200 /* open() pulls the log first if the last pull is older */
+#endif
 #ifndef RFS_MAX_DIRTY_AGE_MS
 #define RFS_MAX_DIRTY_AGE_MS 5000 /* data of a file still open for writing waits at most this */
 #endif
@@ -1510,6 +1513,8 @@ int rfs_open(struct rfs_fs *fs, uint64_t ino, int flags)
 	int acc = flags & O_ACCMODE;
 	if (acc != O_RDONLY && fs->cfg.read_only)
 		return -EROFS;
+	/* close-to-open across hosts: see what others committed before this open */
+	rfs_sync_pull_if_older(fs->sync, RFS_OPEN_PULL_AGE_MS);
 	struct rfs_attr a;
 	int rc = get_attr(fs, ino, &a);
 	if (rc < 0)
@@ -1952,6 +1957,11 @@ fail:
 	free(fs->cache_dir);
 	free(fs);
 	return rc;
+}
+
+void rfs_fs_set_invalidate(struct rfs_fs *fs, rfs_inval_cb cb, void *arg)
+{
+	rfs_sync_set_touch_hook(fs->sync, cb, arg);
 }
 
 int rfs_fs_start(struct rfs_fs *fs)

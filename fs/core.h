@@ -98,6 +98,12 @@ int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name);
 
 int rfs_statfs(struct rfs_fs *fs, struct statvfs *st);
 
+/* Kernel cache invalidation for changes that arrive from other hosts: cb(arg, ino, 0, NULL)
+ * for an inode, cb(arg, 0, parent, name) for an entry. Called from the sync thread with no
+ * lock held. cb NULL: stop calling (before the FUSE session goes away). */
+typedef void (*rfs_inval_cb)(void *arg, uint64_t ino, uint64_t parent, const char *name);
+void rfs_fs_set_invalidate(struct rfs_fs *fs, rfs_inval_cb cb, void *arg);
+
 /* Uploads every dirty block and commits all metadata; returns when it is in the store. */
 int rfs_sync_all(struct rfs_fs *fs);
 

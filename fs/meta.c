@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs/log.h"
@@ -37,7 +38,8 @@ static const char schema_sql[] =
 	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS ranges(start INTEGER PRIMARY KEY, host TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS pending(id INTEGER PRIMARY KEY AUTOINCREMENT, cs BLOB NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS local(key TEXT PRIMARY KEY, value);";
+	"CREATE TABLE IF NOT EXISTS local(key TEXT PRIMARY KEY, value);"
+	"CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY, time INT NOT NULL, what TEXT NOT NULL);";
 
 enum stmt_id {
 	S_GET_ATTR,
@@ -69,7 +71,7 @@ enum stmt_id {
 	S_XATTR_DEL,
 	S_LOCAL_GET,
 	S_LOCAL_SET,
-	S_MAX_RANGE,
+	S_RANGE_TAKEN,
 	S_ADD_RANGE,
 	S_PENDING_ADD,
 	S_PENDING_SCAN,
@@ -117,7 +119,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_XATTR_DEL] = "DELETE FROM xattrs WHERE ino=? AND name=?",
 	[S_LOCAL_GET] = "SELECT value FROM local WHERE key=?",
 	[S_LOCAL_SET] = "INSERT OR REPLACE INTO local(key,value) VALUES(?,?)",
-	[S_MAX_RANGE] = "SELECT max(start) FROM ranges",
+	[S_RANGE_TAKEN] = "SELECT 1 FROM ranges WHERE start=?",
 	[S_ADD_RANGE] = "INSERT INTO ranges(start,host) VALUES(?,?)",
 	[S_PENDING_ADD] = "INSERT INTO pending(cs) VALUES(?)",
 	[S_PENDING_SCAN] = "SELECT id, cs FROM pending WHERE id<=? ORDER BY id",
@@ -832,15 +834,24 @@ int rfs_meta_alloc_id(struct rfs_meta *m, uint64_t *id)
 {
 	int rc;
 	if (m->next_id == 0 || m->next_id >= m->range_end) {
-		/* Claim the next free range. A concurrent claim by another host with the same
-		 * start is a conflict the sync layer resolves (the later commit re-claims). */
-		sqlite3_stmt *s = stmt(m, S_MAX_RANGE);
+		/* Claim a random free range. Ranges are picked at random (2^38 of them) rather
+		 * than "next after the highest" so that two hosts claiming at the same time
+		 * practically never pick the same one; the claim is still recorded in the log. */
+		sqlite3_stmt *s = stmt(m, S_RANGE_TAKEN);
 		if (!s)
 			return -EIO;
-		uint64_t start = RFS_ID_RANGE;
-		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-			start = (uint64_t)sqlite3_column_int64(s, 0) + RFS_ID_RANGE;
-		sqlite3_reset(s);
+		uint64_t start = 0;
+		for (int tries = 0; tries < 64 && !start; tries++) {
+			uint64_t r;
+			rfs_random(&r, sizeof(r));
+			start = ((r % (1ULL << 38)) + 1) * RFS_ID_RANGE;
+			sqlite3_bind_int64(s, 1, (sqlite3_int64)start);
+			if (sqlite3_step(s) == SQLITE_ROW)
+				start = 0; /* taken */
+			sqlite3_reset(s);
+		}
+		if (!start)
+			return -ENOSPC;
 		char host[64] = "";
 		rfs_meta_local_get_text(m, "host_id", host, sizeof(host));
 		s = stmt(m, S_ADD_RANGE);
@@ -987,4 +998,293 @@ int rfs_meta_total_size(struct rfs_meta *m, uint64_t *bytes)
 		rc = sql_fail(m, "summing sizes");
 	sqlite3_reset(s);
 	return rc;
+}
+
+/* ---------- applying remote records, rebase ---------- */
+
+static int touched_iter(sqlite3_changeset_iter *it, rfs_touch_cb cb, void *arg)
+{
+	const char *tab;
+	int ncol, op, indirect;
+	while (sqlite3changeset_next(it) == SQLITE_ROW) {
+		if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK)
+			return -EIO;
+		sqlite3_value *v0 = NULL, *v1 = NULL;
+		/* primary key columns are present in old (update/delete) or new (insert) values */
+		if (op == SQLITE_INSERT) {
+			sqlite3changeset_new(it, 0, &v0);
+			if (!strcmp(tab, "dentries"))
+				sqlite3changeset_new(it, 1, &v1);
+		} else {
+			sqlite3changeset_old(it, 0, &v0);
+			if (!strcmp(tab, "dentries"))
+				sqlite3changeset_old(it, 1, &v1);
+		}
+		if (!v0)
+			continue;
+		if (!strcmp(tab, "dentries")) {
+			if (v1 && sqlite3_value_type(v1) == SQLITE_TEXT)
+				cb(arg, 0, (uint64_t)sqlite3_value_int64(v0), (const char *)sqlite3_value_text(v1));
+			/* the entry's target changed too: its attributes (nlink) may differ */
+			sqlite3_value *vi = NULL;
+			if (op == SQLITE_INSERT)
+				sqlite3changeset_new(it, 2, &vi);
+			else if (op == SQLITE_DELETE)
+				sqlite3changeset_old(it, 2, &vi);
+			if (vi)
+				cb(arg, (uint64_t)sqlite3_value_int64(vi), 0, NULL);
+		} else if (!strcmp(tab, "inodes") || !strcmp(tab, "bmap") || !strcmp(tab, "xattrs") ||
+			   !strcmp(tab, "symlinks")) {
+			cb(arg, (uint64_t)sqlite3_value_int64(v0), 0, NULL);
+		}
+	}
+	return 0;
+}
+
+int rfs_meta_changeset_touched(const void *cs, size_t len, rfs_touch_cb cb, void *arg)
+{
+	sqlite3_changeset_iter *it;
+	if (sqlite3changeset_start(&it, (int)len, (void *)cs) != SQLITE_OK)
+		return -EINVAL;
+	int rc = touched_iter(it, cb, arg);
+	sqlite3changeset_finalize(it);
+	return rc;
+}
+
+struct parents {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static void parents_add(void *arg, uint64_t ino, uint64_t parent, const char *name)
+{
+	(void)ino;
+	struct parents *p = arg;
+	if (!name)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->v[i] == parent)
+			return;
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? p->cap * 2 : 16;
+		uint64_t *nv = realloc(p->v, nc * sizeof(*nv));
+		if (!nv)
+			return;
+		p->v = nv;
+		p->cap = nc;
+	}
+	p->v[p->n++] = parent;
+}
+
+/* Link counts are derived: 2 + subdirectories, recomputed after merging. */
+static int fix_dir_nlinks(struct rfs_meta *m, const struct parents *p)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db,
+			       "UPDATE inodes SET nlink = 2 + (SELECT count(*) FROM dentries d JOIN inodes i"
+			       " ON i.ino=d.ino WHERE d.parent=?1 AND (i.mode & 61440)=16384)"
+			       " WHERE ino=?1 AND (mode & 61440)=16384 AND nlink > 0",
+			       -1, &s, NULL) != SQLITE_OK)
+		return sql_fail(m, "preparing link count repair");
+	int rc = 0;
+	for (size_t i = 0; i < p->n && rc == 0; i++) {
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)p->v[i]);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = sql_fail(m, "repairing a link count");
+		sqlite3_reset(s);
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+struct dentry_conflict {
+	uint64_t parent, ino, cookie;
+	char name[256];
+};
+
+struct rebase_ctx {
+	struct dentry_conflict *d;
+	size_t nd, capd;
+	int other; /* rows changed on both sides (local value kept) or deleted remotely */
+};
+
+static int rebase_conflict(void *arg, int why, sqlite3_changeset_iter *it)
+{
+	struct rebase_ctx *c = arg;
+	const char *tab;
+	int ncol, op, indirect;
+	sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+	if (why == SQLITE_CHANGESET_CONFLICT && op == SQLITE_INSERT && !strcmp(tab, "dentries")) {
+		sqlite3_value *vp = NULL, *vn = NULL, *vi = NULL, *vc = NULL;
+		sqlite3changeset_new(it, 0, &vp);
+		sqlite3changeset_new(it, 1, &vn);
+		sqlite3changeset_new(it, 2, &vi);
+		sqlite3changeset_new(it, 3, &vc);
+		if (vp && vn && vi && vc && c->nd < 100000) {
+			if (c->nd == c->capd) {
+				size_t nc = c->capd ? c->capd * 2 : 8;
+				struct dentry_conflict *nd = realloc(c->d, nc * sizeof(*nd));
+				if (!nd)
+					return SQLITE_CHANGESET_ABORT;
+				c->d = nd;
+				c->capd = nc;
+			}
+			struct dentry_conflict *d = &c->d[c->nd++];
+			d->parent = (uint64_t)sqlite3_value_int64(vp);
+			snprintf(d->name, sizeof(d->name), "%s", (const char *)sqlite3_value_text(vn));
+			d->ino = (uint64_t)sqlite3_value_int64(vi);
+			d->cookie = (uint64_t)sqlite3_value_int64(vc);
+		}
+		return SQLITE_CHANGESET_OMIT; /* the remote entry keeps the name */
+	}
+	if (strcmp(tab, "ranges") && strcmp(tab, "blocks"))
+		c->other++;
+	if (why == SQLITE_CHANGESET_DATA || why == SQLITE_CHANGESET_CONFLICT)
+		return SQLITE_CHANGESET_REPLACE; /* the later commit (ours) wins */
+	return SQLITE_CHANGESET_OMIT;
+}
+
+static int replace_conflict(void *ctx, int why, sqlite3_changeset_iter *it)
+{
+	(void)ctx;
+	(void)it;
+	if (why == SQLITE_CHANGESET_DATA || why == SQLITE_CHANGESET_CONFLICT)
+		return SQLITE_CHANGESET_REPLACE;
+	return SQLITE_CHANGESET_OMIT;
+}
+
+static void record_conflict(struct rfs_meta *m, const char *what)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db, "INSERT INTO conflicts(time, what) VALUES(?,?)", -1, &s, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(s, 1, rfs_now_ns());
+	sqlite3_bind_text(s, 2, what, -1, SQLITE_TRANSIENT);
+	sqlite3_step(s);
+	sqlite3_finalize(s);
+	RFS_LOG(LOG_WARNING, "sync conflict: %s", what);
+}
+
+int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const char *host_id)
+{
+	struct rfs_buf local = {0};
+	struct parents par = {0};
+	struct rebase_ctx rc_ctx = {0};
+	void *inv = NULL, *rebased = NULL;
+	int ninv = 0, nrebased = 0, rc;
+	int64_t upto = 0, count = 0;
+
+	rc = rfs_meta_pending_collect(m, &local, &upto, &count);
+	if (rc < 0)
+		goto out;
+	rfs_meta_changeset_touched(cs, len, parents_add, &par);
+	if (local.len) {
+		rfs_meta_changeset_touched(local.data, local.len, parents_add, &par);
+		/* 1. undo our unpublished changes */
+		if (sqlite3changeset_invert((int)local.len, local.data, &ninv, &inv) != SQLITE_OK) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (sqlite3changeset_apply(m->db, ninv, inv, NULL, replace_conflict, NULL) != SQLITE_OK) {
+			rc = sql_fail(m, "undoing local changes for a rebase");
+			goto out;
+		}
+	}
+	/* 2. the remote record, as every host applies it */
+	if (sqlite3changeset_apply(m->db, (int)len, (void *)cs, NULL, replace_conflict, NULL) != SQLITE_OK) {
+		rc = sql_fail(m, "applying a log record");
+		goto out;
+	}
+	if (local.len) {
+		/* 3. our changes again, recorded afresh */
+		if (sqlite3session_create(m->db, "main", &m->session) != SQLITE_OK) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		sqlite3session_table_filter(m->session, table_filter, NULL);
+		sqlite3session_attach(m->session, NULL);
+		if (sqlite3changeset_apply(m->db, (int)local.len, local.data, NULL, rebase_conflict, &rc_ctx) !=
+		    SQLITE_OK) {
+			rc = sql_fail(m, "re-applying local changes");
+			goto out;
+		}
+		char stamp[32];
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+		for (size_t i = 0; i < rc_ctx.nd; i++) {
+			struct dentry_conflict *d = &rc_ctx.d[i];
+			char newname[512], what[1024];
+			snprintf(newname, sizeof(newname), "%.200s.conflict-%s-%s", d->name, host_id, stamp);
+			sqlite3_stmt *s = stmt(m, S_ADD_DENTRY);
+			if (!s) {
+				rc = -EIO;
+				goto out;
+			}
+			sqlite3_bind_int64(s, 1, (sqlite3_int64)d->parent);
+			sqlite3_bind_text(s, 2, newname, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s, 3, (sqlite3_int64)d->ino);
+			sqlite3_bind_int64(s, 4, (sqlite3_int64)d->cookie);
+			rc = run(m, s, "adding a conflict copy");
+			if (rc < 0)
+				goto out;
+			snprintf(what, sizeof(what), "'%s' (dir %llu) was created on another host too; ours is now '%s'",
+				 d->name, (unsigned long long)d->parent, newname);
+			record_conflict(m, what);
+		}
+		if (rc_ctx.other) {
+			char what[128];
+			snprintf(what, sizeof(what), "%d rows changed on this and another host; this host's later values kept",
+				 rc_ctx.other);
+			RFS_LOG(LOG_INFO, "sync: %s", what);
+		}
+	}
+	rc = fix_dir_nlinks(m, &par);
+	if (rc < 0)
+		goto out;
+	if (local.len) {
+		if (sqlite3session_changeset(m->session, &nrebased, &rebased) != SQLITE_OK) {
+			rc = sql_fail(m, "recording rebased changes");
+			goto out;
+		}
+		rc = rfs_meta_pending_delete_upto(m, upto);
+		if (rc == 0 && nrebased > 0) {
+			sqlite3_stmt *s = stmt(m, S_PENDING_ADD);
+			if (!s) {
+				rc = -EIO;
+				goto out;
+			}
+			sqlite3_bind_blob(s, 1, rebased, nrebased, SQLITE_STATIC);
+			rc = run(m, s, "saving rebased changes");
+		}
+	}
+	if (rc == 0)
+		rc = (int)rc_ctx.nd;
+out:
+	if (m->session) {
+		sqlite3session_delete(m->session);
+		m->session = NULL;
+	}
+	sqlite3_free(inv);
+	sqlite3_free(rebased);
+	rfs_buf_free(&local);
+	free(par.v);
+	free(rc_ctx.d);
+	return rc;
+}
+
+int rfs_meta_conflicts(struct rfs_meta *m, int limit, int (*cb)(void *arg, int64_t time_ns, const char *what),
+		       void *arg)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db, "SELECT time, what FROM conflicts ORDER BY id DESC LIMIT ?", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return sql_fail(m, "listing conflicts");
+	sqlite3_bind_int(s, 1, limit);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		if (cb(arg, sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1)))
+			break;
+	sqlite3_finalize(s);
+	return 0;
 }

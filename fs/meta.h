@@ -32,7 +32,8 @@
 #include "fs/util.h"
 
 #define RFS_ROOT_INO 1
-/* Each host claims ids in ranges of this size (inode numbers and dirent cookies). */
+/* Each host claims ids in ranges of this size (inode numbers and dirent cookies), at a
+ * random multiple of the size below 2^62. */
 #define RFS_ID_RANGE (1ULL << 24)
 
 struct rfs_meta;
@@ -120,6 +121,24 @@ int rfs_meta_pending_count(struct rfs_meta *m, int64_t *n);
 
 /* Applies a changeset from the log (no recording). Conflicting rows take the log's values. */
 int rfs_meta_apply_changeset(struct rfs_meta *m, const void *cs, size_t len);
+
+/* What a changeset touches: (ino, 0, NULL) for an inode's attributes, data or xattrs;
+ * (0, parent, name) for a directory entry. For kernel cache invalidation. */
+typedef void (*rfs_touch_cb)(void *arg, uint64_t ino, uint64_t parent, const char *name);
+int rfs_meta_changeset_touched(const void *cs, size_t len, rfs_touch_cb cb, void *arg);
+
+/* Applies a record from the log inside rfs_meta_begin_unrecorded(). When local changes are
+ * pending it rebases them: undo them (inverted changeset), apply the remote one, re-apply
+ * the local ones under the conflict rules, and replace `pending` with the rebased changeset.
+ * Conflict rules: a name created on both sides keeps the remote entry and renames the local
+ * one NAME.conflict-HOST-TIME; a row changed on both sides takes the local (later) value;
+ * a row the remote deleted stays deleted. Directory link counts are recomputed. Each
+ * conflict is recorded in the local `conflicts` table. Returns the number of conflicts. */
+int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const char *host_id);
+
+/* Calls cb for each recorded conflict, newest first, up to limit. */
+int rfs_meta_conflicts(struct rfs_meta *m, int limit,
+		       int (*cb)(void *arg, int64_t time_ns, const char *what), void *arg);
 
 /* Inodes with nlink 0 (orphans left by a crash while open): calls cb for each. */
 int rfs_meta_orphans(struct rfs_meta *m, int (*cb)(void *arg, uint64_t ino), void *arg);

@@ -18,7 +18,18 @@
 struct ops_ctx {
 	struct rfs_fs *fs;
 	double timeout;
+	struct fuse_session *se;
 };
+
+/* Called from the sync thread for changes made by other hosts. */
+static void invalidate(void *arg, uint64_t ino, uint64_t parent, const char *name)
+{
+	struct ops_ctx *c = arg;
+	if (name)
+		fuse_lowlevel_notify_inval_entry(c->se, parent, name, strlen(name));
+	else
+		fuse_lowlevel_notify_inval_inode(c->se, ino, 0, 0);
+}
 
 static struct ops_ctx *ctx_of(fuse_req_t req)
 {
@@ -383,7 +394,7 @@ static const struct fuse_lowlevel_ops rfs_ll_ops = {
 int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg,
 		 char *err, size_t errlen)
 {
-	struct ops_ctx ctx = {fs, o->attr_timeout};
+	struct ops_ctx ctx = {fs, o->attr_timeout, NULL};
 	char opts[4096];
 	snprintf(opts, sizeof(opts), "default_permissions,fsname=%s,subtype=roamfs%s%s", o->fsname,
 		 o->fuse_opts && o->fuse_opts[0] ? "," : "", o->fuse_opts ? o->fuse_opts : "");
@@ -397,6 +408,7 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 		rc = -EINVAL;
 		goto out1;
 	}
+	ctx.se = se;
 	if (fuse_set_signal_handlers(se) != 0) {
 		snprintf(err, errlen, "cannot install signal handlers");
 		rc = -EIO;
@@ -413,6 +425,7 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 		rc = -EIO;
 		goto out4;
 	}
+	rfs_fs_set_invalidate(fs, invalidate, &ctx);
 	rc = started ? started(arg) : 0;
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot start the background threads: %s", strerror(-rc));
@@ -423,6 +436,7 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 	if (lr < 0)
 		RFS_LOG(LOG_ERR, "FUSE session ended with an error: %s", strerror(-lr));
 out4:
+	rfs_fs_set_invalidate(fs, NULL, NULL);
 	fuse_session_unmount(se);
 out3:
 	fuse_remove_signal_handlers(se);

@@ -27,7 +27,16 @@ struct rfs_sync {
 	int running, stopping, kicked;
 	pthread_t thread;
 	int64_t commits, pulls_applied, last_commit_ms;
+	int64_t last_pull_ms;        /* atomic: CLOCK_BOOTTIME of the last finished pull */
 	char last_error[256];
+	int64_t conflicts;
+	/* changesets applied from other hosts, waiting for the sync thread to report them to
+	 * touch_cb (kernel invalidations must not run under our locks or in a request) */
+	struct rfs_buf *touched;
+	size_t ntouched, captouched;
+	pthread_mutex_t hook_lock; /* held while calling touch_cb and while changing it */
+	rfs_touch_cb touch_cb;     /* protected by hook_lock */
+	void *touch_arg;           /* protected by hook_lock */
 };
 
 static void set_error(struct rfs_sync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -58,6 +67,7 @@ int rfs_sync_open(struct rfs_store *store, struct rfs_meta *meta, const char *ho
 	snprintf(s->host_id, sizeof(s->host_id), "%s", host_id);
 	s->interval_ms = interval_ms > 0 ? interval_ms : 1000;
 	pthread_mutex_init(&s->commit_lock, NULL);
+	pthread_mutex_init(&s->hook_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -72,9 +82,13 @@ void rfs_sync_close(struct rfs_sync *s)
 {
 	if (!s)
 		return;
+	for (size_t i = 0; i < s->ntouched; i++)
+		rfs_buf_free(&s->touched[i]);
+	free(s->touched);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->commit_lock);
+	pthread_mutex_destroy(&s->hook_lock);
 	free(s);
 }
 
@@ -183,7 +197,33 @@ static int apply_record(struct rfs_sync *s, const struct record *r)
 		if (rc == 0)
 			rc = rfs_meta_local_set_text(s->meta, "inflight", "");
 	} else {
-		rc = rfs_meta_apply_changeset(s->meta, r->cs, r->cs_len);
+		rc = rfs_meta_apply_remote(s->meta, r->cs, r->cs_len, s->host_id);
+		if (rc > 0) {
+			pthread_mutex_lock(&s->lock);
+			s->conflicts += rc;
+			pthread_mutex_unlock(&s->lock);
+		}
+		if (rc >= 0) {
+			rc = 0;
+			{
+				pthread_mutex_lock(&s->lock);
+				if (s->ntouched == s->captouched) {
+					size_t nc = s->captouched ? s->captouched * 2 : 8;
+					struct rfs_buf *nb = realloc(s->touched, nc * sizeof(*nb));
+					if (nb) {
+						s->touched = nb;
+						s->captouched = nc;
+					}
+				}
+				if (s->ntouched < s->captouched) {
+					struct rfs_buf *b = &s->touched[s->ntouched];
+					memset(b, 0, sizeof(*b));
+					if (rfs_buf_append(b, r->cs, r->cs_len) == 0)
+						s->ntouched++;
+				}
+				pthread_mutex_unlock(&s->lock);
+			}
+		}
 	}
 	if (rc == 0)
 		rc = rfs_meta_local_set_int(s->meta, "applied_seq", r->seq);
@@ -238,10 +278,13 @@ static int pull_locked(struct rfs_sync *s)
 		}
 		applied_n++;
 	}
+	__atomic_store_n(&s->last_pull_ms, rfs_monotonic_ms(), __ATOMIC_RELEASE);
 	if (applied_n) {
 		pthread_mutex_lock(&s->lock);
 		s->pulls_applied += applied_n;
 		pthread_mutex_unlock(&s->lock);
+		if (s->running)
+			rfs_sync_kick(s); /* the sync thread reports what changed */
 		RFS_LOG(LOG_DEBUG, "sync: applied %d log records", applied_n);
 	}
 	return applied_n;
@@ -331,6 +374,40 @@ int rfs_sync_commit_now(struct rfs_sync *s)
 	return rc;
 }
 
+static void report_touched(struct rfs_sync *s)
+{
+	for (;;) {
+		pthread_mutex_lock(&s->lock);
+		if (!s->ntouched) {
+			pthread_mutex_unlock(&s->lock);
+			return;
+		}
+		struct rfs_buf b = s->touched[--s->ntouched];
+		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&s->hook_lock);
+		if (s->touch_cb)
+			rfs_meta_changeset_touched(b.data, b.len, s->touch_cb, s->touch_arg);
+		pthread_mutex_unlock(&s->hook_lock);
+		rfs_buf_free(&b);
+	}
+}
+
+void rfs_sync_set_touch_hook(struct rfs_sync *s, rfs_touch_cb cb, void *arg)
+{
+	pthread_mutex_lock(&s->hook_lock);
+	s->touch_cb = cb;
+	s->touch_arg = arg;
+	pthread_mutex_unlock(&s->hook_lock);
+}
+
+int rfs_sync_pull_if_older(struct rfs_sync *s, int max_age_ms)
+{
+	int64_t last = __atomic_load_n(&s->last_pull_ms, __ATOMIC_ACQUIRE);
+	if (rfs_monotonic_ms() - last < max_age_ms)
+		return 0;
+	return rfs_sync_pull(s);
+}
+
 static void *sync_thread(void *arg)
 {
 	struct rfs_sync *s = arg;
@@ -355,6 +432,7 @@ static void *sync_thread(void *arg)
 		pull_locked(s);
 		commit_locked(s);
 		pthread_mutex_unlock(&s->commit_lock);
+		report_touched(s);
 		pthread_mutex_lock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -411,6 +489,7 @@ void rfs_sync_get_stats(struct rfs_sync *s, struct rfs_sync_stats *st)
 	pthread_mutex_lock(&s->lock);
 	st->commits = s->commits;
 	st->pulls_applied = s->pulls_applied;
+	st->conflicts = s->conflicts;
 	st->last_commit_ms = s->last_commit_ms;
 	snprintf(st->last_error, sizeof(st->last_error), "%s", s->last_error);
 	pthread_mutex_unlock(&s->lock);

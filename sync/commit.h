@@ -35,7 +35,7 @@ struct rfs_sync;
 struct rfs_sync_stats {
 	int64_t applied_seq;
 	int64_t pending;       /* pending changesets not yet in the log */
-	int64_t commits, pulls_applied;
+	int64_t commits, pulls_applied, conflicts;
 	int64_t last_commit_ms; /* CLOCK_BOOTTIME ms of the last successful commit, 0: none */
 	char last_error[256];
 };
@@ -51,5 +51,11 @@ int rfs_sync_commit_now(struct rfs_sync *s);
 /* Final commit (retried up to timeout_ms) and thread stop. Returns 0 if nothing is left pending. */
 int rfs_sync_stop(struct rfs_sync *s, int timeout_ms);
 void rfs_sync_get_stats(struct rfs_sync *s, struct rfs_sync_stats *st);
+
+/* Called by the sync thread, never with a lock held, for everything records from other
+ * hosts changed (to invalidate the kernel's caches). Set before rfs_sync_start(). */
+void rfs_sync_set_touch_hook(struct rfs_sync *s, rfs_touch_cb cb, void *arg);
+/* Pulls unless the last pull finished less than max_age_ms ago (close-to-open across hosts). */
+int rfs_sync_pull_if_older(struct rfs_sync *s, int max_age_ms);
 
 #endif
