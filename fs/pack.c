@@ -11,9 +11,10 @@ static const char pack_magic[8] = {'R', 'F', 'S', 'P', 'A', 'C', 'K', '1'};
 void rfs_pack_init(struct rfs_pack *p, int compress)
 {
 	memset(p, 0, sizeof(*p));
-	uint8_t rnd[16];
+	uint8_t rnd[8];
 	rfs_random(rnd, sizeof(rnd));
 	rfs_hex(rnd, sizeof(rnd), p->id);
+	snprintf(p->id + 16, sizeof(p->id) - 16, "%016llx", (unsigned long long)(rfs_now_ns() / 1000000));
 	p->compress = compress;
 }
 
@@ -173,4 +174,17 @@ int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry
 	*entries = e;
 	*count = n;
 	return 0;
+}
+
+int64_t rfs_pack_id_time_ms(const char *id)
+{
+	if (strlen(id) != 32)
+		return -1;
+	uint8_t t[8];
+	if (rfs_unhex(id + 16, t, 8) < 0)
+		return -1;
+	int64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | t[i];
+	return v;
 }

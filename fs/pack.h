@@ -33,7 +33,7 @@ struct rfs_pack_entry {
 };
 
 struct rfs_pack {
-	char id[33];              /* random 128-bit hex id */
+	char id[33];              /* 16 hex random, then 16 hex ms since the epoch (creation time) */
 	int compress;             /* try LZ4 */
 	struct rfs_buf buf;       /* payloads, then trailer after finish */
 	struct rfs_pack_entry *entries;
@@ -51,6 +51,11 @@ int rfs_pack_finish(struct rfs_pack *p);
 void rfs_pack_free(struct rfs_pack *p);
 /* Store key for a pack id: "data/<first two hex>/<id>". buf >= 48 bytes. */
 void rfs_pack_key(const char *id, char *buf, size_t len);
+
+/* The creation time embedded in a pack id (ms since the epoch), or -1 if the id has none.
+ * gc uses it so that a pack uploaded but not yet named by a log record (a flush in
+ * progress on some host) is never deleted: only packs older than the grace period go. */
+int64_t rfs_pack_id_time_ms(const char *id);
 
 /* Decodes a stored payload into out (raw_len bytes, caller-allocated) and verifies the hash. */
 int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec,
