@@ -27,6 +27,9 @@
 #                       each workspace gets its own prefix under it
 #   ROAMFS_TEST_MOUNT_OPTS  extra arguments appended to every `roamfs mount` (test matrix)
 #   ROAMFS_TEST_DEADLINE    seconds before the watchdog aborts the test (default 570)
+#   ROAMFS_TEST_FOREGROUND=1  run every daemon with -f in the background of the test, its stderr
+#                       in $WORK/NAME/mount.N.out (sanitizer builds: UBSan reports go to stderr,
+#                       which a daemonized process has closed)
 #   ROAMFS_TEST_KEEP=1      keep $WORK even when the test passes (it is always kept on failure)
 #
 # Exit status: 0 pass, 1 fail, 77 skipped (ctest SKIP_RETURN_CODE).
@@ -42,6 +45,7 @@ ROAMFS=${ROAMFS:-$ROAMFS_BUILD/roamfs}
 ROAMFS_TEST_STORE=${ROAMFS_TEST_STORE:-file}
 ROAMFS_TEST_MOUNT_OPTS=${ROAMFS_TEST_MOUNT_OPTS:-}
 ROAMFS_TEST_DEADLINE=${ROAMFS_TEST_DEADLINE:-570}
+ROAMFS_TEST_FOREGROUND=${ROAMFS_TEST_FOREGROUND:-0}
 POSIX_SUITE=${POSIX_SUITE:-$ROAMFS_BUILD/tests/posix/posix_suite}
 FSX=${FSX:-$ROAMFS_BUILD/tests/fsx/fsx}
 MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-60}     # roamfs mount + the mount point going live
@@ -195,6 +199,7 @@ rfs_mount() {
   # shellcheck disable=SC2206  # word splitting of the matrix options is intended
   local args=(mount "$store" "$mp" --cache-dir "$cache" "$@" $ROAMFS_TEST_MOUNT_OPTS)
   for a in "$@"; do [ "$a" = -f ] && fg=1; done
+  if [ "$ROAMFS_TEST_FOREGROUND" = 1 ] && [ $fg = 0 ]; then fg=1; args+=(-f); fi
   i=1; while [ -e "$WORK/$name/mount.$i.out" ]; do i=$((i + 1)); done
   out="$WORK/$name/mount.$i.out"
   step "roamfs ${args[*]}"
@@ -328,7 +333,7 @@ rfs__print_logs() {
   done
   echo "===== repro:" >&2
   # shellcheck disable=SC2016  # the single quotes are literal: they quote the value in the hint
-  echo "  ROAMFS=$ROAMFS ROAMFS_BUILD=$ROAMFS_BUILD ROAMFS_TEST_STORE=$ROAMFS_TEST_STORE${ROAMFS_TEST_MOUNT_OPTS:+ ROAMFS_TEST_MOUNT_OPTS='$ROAMFS_TEST_MOUNT_OPTS'} ROAMFS_TEST_KEEP=1 bash $RFS__SCRIPT" >&2
+  echo "  ROAMFS=$ROAMFS ROAMFS_BUILD=$ROAMFS_BUILD ROAMFS_TEST_STORE=$ROAMFS_TEST_STORE${ROAMFS_TEST_MOUNT_OPTS:+ ROAMFS_TEST_MOUNT_OPTS='$ROAMFS_TEST_MOUNT_OPTS'} ROAMFS_TEST_FOREGROUND=$ROAMFS_TEST_FOREGROUND ROAMFS_TEST_KEEP=1 bash $RFS__SCRIPT" >&2
 }
 
 rfs__on_exit() {
