@@ -10,13 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "fs/control.h"
 #include "fs/core.h"
 #include "fs/format.h"
 #include "fs/log.h"
@@ -50,6 +55,8 @@ static const char usage_main[] =
 	"  format STORE      create a workspace in STORE\n"
 	"  mount STORE MP    mount the workspace at MP\n"
 	"  umount MP         upload everything, then unmount MP\n"
+	"  status [MP]       what is synced, pending, cached; peers; errors (--json)\n"
+	"  sync [MP]         upload and commit now (--wait: until nothing is pending)\n"
 	"  version           print the version\n"
 	"\n"
 	"STORE is file:///abs/dir or a plain directory path.\n"
@@ -184,7 +191,9 @@ struct daemon_state {
 	char mountpoint[PATH_MAX];
 	char store[PATH_MAX];
 	char registry[PATH_MAX];
+	char socket[PATH_MAX];
 	int foreground;
+	struct rfs_control *control;
 };
 
 static int daemon_started(void *arg)
@@ -197,8 +206,8 @@ static int daemon_started(void *arg)
 	char dir[PATH_MAX];
 	registry_dir(dir, sizeof(dir));
 	rfs_mkdir_p(dir, 0700);
-	n = snprintf(body, sizeof(body), "pid=%d\ncache=%s\nmountpoint=%s\nstore=%s\n", (int)getpid(), d->cache_dir,
-		     d->mountpoint, d->store);
+	n = snprintf(body, sizeof(body), "pid=%d\ncache=%s\nmountpoint=%s\nstore=%s\nsocket=%s\n", (int)getpid(),
+		     d->cache_dir, d->mountpoint, d->store, d->socket);
 	rfs_write_file_atomic(d->registry, body, (size_t)n, 0600);
 	snprintf(path, sizeof(path), "%s/last-exit", d->cache_dir);
 	unlink(path);
@@ -208,7 +217,15 @@ static int daemon_started(void *arg)
 		rfs_log_open(logp, 0, 1);
 	}
 	RFS_LOG(LOG_NOTICE, "mounted %s at %s (cache %s)", d->store, d->mountpoint, d->cache_dir);
-	return rfs_fs_start(d->fs);
+	rfs_fs_set_identity(d->fs, d->mountpoint);
+	int rc = rfs_fs_start(d->fs);
+	if (rc < 0)
+		return rc;
+	rc = rfs_control_start(d->fs, d->socket, d->mountpoint, &d->control);
+	if (rc < 0)
+		RFS_LOG(LOG_WARNING, "control socket '%s' unavailable (%s): status and sync will not reach this mount",
+			d->socket, strerror(-rc));
+	return 0;
 }
 
 static void default_cache_dir(const char *store, char *buf, size_t len)
@@ -337,6 +354,11 @@ static int cmd_mount(int argc, char **argv)
 		die("cache directory '%s' is not usable: %s", cache_dir, strerror(errno));
 	registry_path(d.mountpoint, d.registry, sizeof(d.registry));
 	d.foreground = foreground;
+	snprintf(d.socket, sizeof(d.socket), "%s/control.sock", d.cache_dir);
+	if (strlen(d.socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		/* too long for a unix socket address: keep it next to the registry entry */
+		snprintf(d.socket, sizeof(d.socket), "%.*s.sock", (int)(strlen(d.registry) - 6), d.registry);
+	}
 
 	rfs_log_level = debug ? LOG_DEBUG : LOG_INFO;
 	char logp[PATH_MAX + 32];
@@ -371,6 +393,7 @@ static int cmd_mount(int argc, char **argv)
 		die("%s", err);
 	}
 	RFS_LOG(LOG_NOTICE, "unmounted %s; uploading what is left", d.mountpoint);
+	rfs_control_stop(d.control);
 	int crc = rfs_fs_close(d.fs);
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/last-exit", d.cache_dir);
@@ -493,6 +516,474 @@ static int cmd_umount(int argc, char **argv)
 	return 0;
 }
 
+/* ---------- talking to running mounts ---------- */
+
+struct mount_ref {
+	char mountpoint[PATH_MAX];
+	char socket[PATH_MAX];
+	int pid;
+};
+
+static int parse_registry(const char *path, struct mount_ref *m)
+{
+	char *body;
+	if (rfs_read_file(path, &body, NULL) < 0)
+		return -ENOENT;
+	memset(m, 0, sizeof(*m));
+	char *save = NULL;
+	for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strncmp(line, "pid=", 4))
+			m->pid = atoi(line + 4);
+		else if (!strncmp(line, "mountpoint=", 11))
+			snprintf(m->mountpoint, sizeof(m->mountpoint), "%s", line + 11);
+		else if (!strncmp(line, "socket=", 7))
+			snprintf(m->socket, sizeof(m->socket), "%s", line + 7);
+	}
+	free(body);
+	return m->pid > 0 && m->socket[0] && kill(m->pid, 0) == 0 ? 0 : -ESRCH;
+}
+
+/* Mounts to act on: the one at mp_arg, or every live one. Returns the count (die()s on none). */
+static int find_mounts(const char *mp_arg, struct mount_ref **out)
+{
+	struct mount_ref *list = NULL;
+	int n = 0;
+	if (mp_arg) {
+		char mp[PATH_MAX], path[PATH_MAX];
+		if (!realpath(mp_arg, mp))
+			die("'%s' is not usable: %s", mp_arg, strerror(errno));
+		registry_path(mp, path, sizeof(path));
+		list = calloc(1, sizeof(*list));
+		if (!list)
+			die("out of memory");
+		if (parse_registry(path, list) < 0)
+			die("no running roamfs mount at '%s' (mount it with 'roamfs mount STORE %s')", mp, mp_arg);
+		n = 1;
+	} else {
+		char dir[PATH_MAX];
+		registry_dir(dir, sizeof(dir));
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			size_t l = strlen(de->d_name);
+			if (l < 7 || strcmp(de->d_name + l - 6, ".mount"))
+				continue;
+			struct mount_ref m;
+			char path[PATH_MAX];
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			if (parse_registry(path, &m) < 0)
+				continue;
+			struct mount_ref *nl = realloc(list, (size_t)(n + 1) * sizeof(*nl));
+			if (!nl)
+				die("out of memory");
+			list = nl;
+			list[n++] = m;
+		}
+		if (d)
+			closedir(d);
+		if (!n)
+			die("no running roamfs mounts found (in %s)", dir);
+	}
+	*out = list;
+	return n;
+}
+
+/* Sends one command; returns the reply (malloc'd, NUL-terminated) or NULL with errno set. */
+static char *ctl_request(const char *sock, const char *cmd, int timeout_ms)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	char line[256];
+	int n = snprintf(line, sizeof(line), "%s\n", cmd);
+	if (write(fd, line, (size_t)n) != n) {
+		close(fd);
+		return NULL;
+	}
+	struct rfs_buf b = {0};
+	b.cap_limit = 4 << 20;
+	int64_t deadline = timeout_ms > 0 ? rfs_monotonic_ms() + timeout_ms : 0;
+	for (;;) {
+		struct pollfd p = {fd, POLLIN, 0};
+		int wait = deadline ? (int)(deadline - rfs_monotonic_ms()) : -1;
+		if (deadline && wait <= 0) {
+			errno = ETIMEDOUT;
+			break;
+		}
+		if (poll(&p, 1, wait) <= 0) {
+			if (errno == EINTR)
+				continue;
+			errno = ETIMEDOUT;
+			break;
+		}
+		char chunk[4096];
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r <= 0) {
+			close(fd);
+			if (rfs_buf_append(&b, "", 1) < 0) {
+				rfs_buf_free(&b);
+				return NULL;
+			}
+			return (char *)b.data;
+		}
+		if (rfs_buf_append(&b, chunk, (size_t)r) < 0)
+			break;
+	}
+	close(fd);
+	rfs_buf_free(&b);
+	return NULL;
+}
+
+/* Value of "key=" in a status reply (points into a static copy; empty if missing). */
+static const char *kv(const char *reply, const char *key)
+{
+	static char val[2048];
+	size_t kl = strlen(key);
+	for (const char *p = reply; p && *p;) {
+		const char *e = strchr(p, '\n');
+		size_t ll = e ? (size_t)(e - p) : strlen(p);
+		if (ll > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+			size_t vl = ll - kl - 1 < sizeof(val) - 1 ? ll - kl - 1 : sizeof(val) - 1;
+			memcpy(val, p + kl + 1, vl);
+			val[vl] = 0;
+			return val;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	val[0] = 0;
+	return val;
+}
+
+static long long kvi(const char *reply, const char *key)
+{
+	return atoll(kv(reply, key));
+}
+
+static void human_bytes(double v, char *buf, size_t len)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int i = 0;
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+enum { STATE_SYNCED = 0, STATE_PENDING = 1, STATE_ERROR = 2 };
+
+static int mount_state(const char *r)
+{
+	if (kv(r, "last_error")[0] || kvi(r, "head_seq") < 0)
+		return STATE_ERROR;
+	if (kvi(r, "pending_changes") || kvi(r, "dirty_bytes") || kvi(r, "dirty_files") ||
+	    kvi(r, "head_seq") != kvi(r, "applied_seq"))
+		return STATE_PENDING;
+	return STATE_SYNCED;
+}
+
+/* Public list prices of AWS S3 Standard (us-east-1): PUT/LIST $0.005 per 1,000,
+ * GET/HEAD $0.0004 per 1,000. An estimate; OSS/OBS prices are of the same order. */
+static double cost_estimate(const char *r)
+{
+	if (!strncmp(kv(r, "store"), "file://", 7))
+		return 0;
+	return (kvi(r, "req_put") + kvi(r, "req_list")) * 0.005 / 1000 +
+	       (kvi(r, "req_get") + kvi(r, "req_head")) * 0.0004 / 1000;
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static const char *const json_strings[] = {"mountpoint", "store", "host_id", "cache_dir", "last_error", NULL};
+static const char *const json_numbers[] = {
+	"pid", "read_only", "block_size", "applied_seq", "head_seq", "pending_changes", "dirty_files",
+	"dirty_bytes", "oldest_dirty_s", "last_commit_s", "cache_used", "cache_limit", "cache_blocks",
+	"cache_hits", "cache_misses", "req_get", "req_put", "req_list", "req_head", "req_delete",
+	"bytes_in", "bytes_out", "conflicts", NULL};
+
+static void print_json(const char *r, int state)
+{
+	static const char *const names[] = {"synced", "pending", "error"};
+	printf("    {\"state\": \"%s\"", names[state]);
+	for (int i = 0; json_strings[i]; i++) {
+		printf(", \"%s\": ", json_strings[i]);
+		json_str(kv(r, json_strings[i]));
+	}
+	for (int i = 0; json_numbers[i]; i++)
+		printf(", \"%s\": %lld", json_numbers[i], kvi(r, json_numbers[i]));
+	printf(", \"estimated_cost_usd\": %.6f", cost_estimate(r));
+	printf(", \"hosts\": [");
+	int first = 1;
+	for (const char *p = r; p && *p;) {
+		const char *e = strchr(p, '\n');
+		if (!strncmp(p, "host=", 5)) {
+			char line[4096];
+			size_t ll = e ? (size_t)(e - p) : strlen(p);
+			snprintf(line, sizeof(line), "%.*s", (int)(ll - 5), p + 5);
+			printf("%s", first ? "" : ", ");
+			json_str(line);
+			first = 0;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	printf("], \"recent_conflicts\": [");
+	first = 1;
+	for (const char *p = r; p && *p;) {
+		const char *e = strchr(p, '\n');
+		if (!strncmp(p, "conflict=", 9)) {
+			char line[4096];
+			size_t ll = e ? (size_t)(e - p) : strlen(p);
+			snprintf(line, sizeof(line), "%.*s", (int)(ll - 9), p + 9);
+			printf("%s", first ? "" : ", ");
+			json_str(line);
+			first = 0;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	printf("]}");
+}
+
+static void print_human(const char *r, int state)
+{
+	static const char *const names[] = {"all synced", "PENDING", "ERROR"};
+	char b1[32], b2[32], b3[32], b4[32];
+	printf("%s  [%s]\n", kv(r, "mountpoint"), names[state]);
+	printf("  store     %.88s\n", kv(r, "store"));
+	printf("  host      %-18s  log applied %lld / store head %lld  (lag %lld)\n", kv(r, "host_id"),
+	       kvi(r, "applied_seq"), kvi(r, "head_seq"), kvi(r, "head_seq") - kvi(r, "applied_seq"));
+	human_bytes((double)kvi(r, "dirty_bytes"), b1, sizeof(b1));
+	long long lc = kvi(r, "last_commit_s");
+	char when[32] = "none yet";
+	if (lc >= 0)
+		snprintf(when, sizeof(when), "%llds ago", lc);
+	printf("  pending   %lld files, %s to upload (oldest %llds), %lld metadata changes; last commit %s\n",
+	       kvi(r, "dirty_files"), b1, kvi(r, "oldest_dirty_s") < 0 ? 0 : kvi(r, "oldest_dirty_s"),
+	       kvi(r, "pending_changes"), when);
+	long long hits = kvi(r, "cache_hits"), misses = kvi(r, "cache_misses");
+	human_bytes((double)kvi(r, "cache_used"), b1, sizeof(b1));
+	human_bytes((double)kvi(r, "cache_limit"), b2, sizeof(b2));
+	printf("  cache     %s of %s, %lld blocks, hit ratio %.0f%%\n", b1, b2, kvi(r, "cache_blocks"),
+	       hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0.0);
+	human_bytes((double)kvi(r, "bytes_in"), b3, sizeof(b3));
+	human_bytes((double)kvi(r, "bytes_out"), b4, sizeof(b4));
+	printf("  requests  GET %lld  PUT %lld  LIST %lld  HEAD %lld  DELETE %lld; in %s, out %s\n",
+	       kvi(r, "req_get"), kvi(r, "req_put"), kvi(r, "req_list"), kvi(r, "req_head"), kvi(r, "req_delete"),
+	       b3, b4);
+	printf("  cost      ~$%.4f (estimate from AWS S3 Standard list prices)\n", cost_estimate(r));
+	for (const char *p = r; p && *p;) {
+		const char *e = strchr(p, '\n');
+		size_t ll = e ? (size_t)(e - p) : strlen(p);
+		if (!strncmp(p, "host=", 5))
+			printf("  peer      %.*s\n", (int)(ll - 5 > 88 ? 88 : ll - 5), p + 5);
+		p = e ? e + 1 : NULL;
+	}
+	if (kvi(r, "conflicts"))
+		printf("  conflicts %lld this session (see --json for the latest)\n", kvi(r, "conflicts"));
+	if (kv(r, "last_error")[0])
+		printf("  error     %.88s\n", kv(r, "last_error"));
+}
+
+static const char usage_status[] =
+	"usage: roamfs status [MOUNTPOINT] [--json]\n"
+	"\n"
+	"Shows, for each mount (or the one given): log position vs the store, data and metadata not\n"
+	"yet uploaded, cache use, requests made, an estimated request cost, peers, conflicts, errors.\n"
+	"Exit status: 0 all synced, 1 something pending, 2 an error (or a mount not answering).\n"
+	"  --json                machine-readable output (documented in docs/cli.md)\n";
+
+static int cmd_status(int argc, char **argv)
+{
+	if (wants_help(argc, argv)) {
+		fputs(usage_status, stdout);
+		return 0;
+	}
+	int json = 0;
+	const char *mp = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else if (!mp && argv[i][0] != '-')
+			mp = argv[i];
+		else {
+			fputs(usage_status, stderr);
+			return 2;
+		}
+	}
+	struct mount_ref *m;
+	int n = find_mounts(mp, &m);
+	int worst = STATE_SYNCED;
+	if (json)
+		printf("{\"mounts\": [\n");
+	for (int i = 0; i < n; i++) {
+		char *r = ctl_request(m[i].socket, "status", 30000);
+		int st;
+		if (!r) {
+			char msg[PATH_MAX + 128];
+			snprintf(msg, sizeof(msg), "daemon pid %d does not answer on %s: %s", m[i].pid, m[i].socket,
+				 strerror(errno));
+			size_t need = strlen(msg) + strlen(m[i].mountpoint) + 64;
+			r = malloc(need);
+			if (!r)
+				die("out of memory");
+			snprintf(r, need, "mountpoint=%s\nlast_error=%s\nhead_seq=-1\n", m[i].mountpoint, msg);
+		}
+		st = mount_state(r);
+		if (st > worst)
+			worst = st;
+		if (json) {
+			print_json(r, st);
+			printf("%s\n", i + 1 < n ? "," : "");
+		} else {
+			print_human(r, st);
+		}
+		free(r);
+	}
+	if (json)
+		printf("]}\n");
+	free(m);
+	return worst;
+}
+
+static const char usage_sync[] =
+	"usage: roamfs sync [MOUNTPOINT] [--wait] [--timeout SECONDS]\n"
+	"\n"
+	"Uploads every written file and commits all metadata now.\n"
+	"  --wait                block until nothing is pending, with progress (default: start and return)\n"
+	"  --timeout SECONDS     with --wait, give up after this long (exit 1); default: no limit\n";
+
+static int cmd_sync(int argc, char **argv)
+{
+	if (wants_help(argc, argv)) {
+		fputs(usage_sync, stdout);
+		return 0;
+	}
+	int wait = 0;
+	long timeout_s = 0;
+	const char *mp = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--wait"))
+			wait = 1;
+		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+			timeout_s = atol(argv[++i]);
+		else if (!mp && argv[i][0] != '-')
+			mp = argv[i];
+		else {
+			fputs(usage_sync, stderr);
+			return 2;
+		}
+	}
+	struct mount_ref *m;
+	int n = find_mounts(mp, &m);
+	int rc = 0;
+	int tty = isatty(STDERR_FILENO);
+	for (int i = 0; i < n; i++) {
+		if (!wait) {
+			char *r = ctl_request(m[i].socket, "kick", 10000);
+			if (!r) {
+				fprintf(stderr, "roamfs: error: %s does not answer: %s\n", m[i].mountpoint, strerror(errno));
+				rc = 2;
+				continue;
+			}
+			printf("%s: upload started ('roamfs status' shows progress)\n", m[i].mountpoint);
+			free(r);
+			continue;
+		}
+		/* The sync request blocks until done; a second connection reports progress. */
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m[i].socket);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || write(fd, "sync\n", 5) != 5) {
+			fprintf(stderr, "roamfs: error: %s does not answer: %s\n", m[i].mountpoint, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			rc = 2;
+			continue;
+		}
+		int64_t start = rfs_monotonic_ms();
+		long long first_bytes = -1;
+		char reply[512] = "";
+		size_t got = 0;
+		for (;;) {
+			struct pollfd p = {fd, POLLIN, 0};
+			int pr = poll(&p, 1, 500);
+			if (pr > 0) {
+				ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
+				if (r > 0) {
+					got += (size_t)r;
+					continue;
+				}
+				break; /* EOF: the daemon answered */
+			}
+			double el = (double)(rfs_monotonic_ms() - start) / 1000.0;
+			if (timeout_s && el >= (double)timeout_s) {
+				fprintf(stderr, "%sroamfs: error: %s: still pending after %lds\n", tty ? "\n" : "",
+					m[i].mountpoint, timeout_s);
+				rc = rc > 1 ? rc : 1;
+				break;
+			}
+			char *st = ctl_request(m[i].socket, "status", 5000);
+			if (!st)
+				continue;
+			long long bytes = kvi(st, "dirty_bytes"), files = kvi(st, "dirty_files");
+			if (first_bytes < 0)
+				first_bytes = bytes;
+			double rate = el > 0 ? (double)(first_bytes - bytes) / el : 0;
+			char bb[32], rb[32];
+			human_bytes((double)bytes, bb, sizeof(bb));
+			human_bytes(rate > 0 ? rate : 0, rb, sizeof(rb));
+			char eta[32] = "?";
+			if (rate > 0)
+				snprintf(eta, sizeof(eta), "%.0fs", (double)bytes / rate);
+			if (tty) {
+				int width = 30, done = first_bytes > 0 ? (int)(width * (first_bytes - bytes) / first_bytes) : 0;
+				fprintf(stderr, "\r[%.*s%*s] %s left, %lld files, %lld changes, %s/s, ETA %s   ", done,
+					"##############################", width - done, "", bb, files,
+					kvi(st, "pending_changes"), rb, eta);
+			} else {
+				fprintf(stderr, "sync %s: %s left, %lld files, %lld changes, %s/s\n", m[i].mountpoint, bb,
+					files, kvi(st, "pending_changes"), rb);
+			}
+			free(st);
+		}
+		close(fd);
+		reply[got] = 0;
+		if (tty)
+			fprintf(stderr, "\n");
+		if (!strncmp(reply, "ok", 2)) {
+			printf("%s: everything is in the store (%.1fs)\n", m[i].mountpoint,
+			       (double)(rfs_monotonic_ms() - start) / 1000.0);
+		} else if (reply[0]) {
+			fprintf(stderr, "roamfs: error: %s: sync failed: %s", m[i].mountpoint,
+				strncmp(reply, "error=", 6) ? reply : reply + 6);
+			rc = 2;
+		} else if (rc == 0) {
+			rc = 2;
+		}
+	}
+	free(m);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -506,6 +997,10 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 1, argv + 1);
 	if (!strcmp(cmd, "umount") || !strcmp(cmd, "unmount"))
 		return cmd_umount(argc - 1, argv + 1);
+	if (!strcmp(cmd, "status"))
+		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(cmd, "sync"))
+		return cmd_sync(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("roamfs %s\n", RFS_VERSION);
 		return 0;

@@ -2022,3 +2022,131 @@ int rfs_fs_close(struct rfs_fs *fs)
 	free(fs);
 	return rc;
 }
+
+/* ---------- status ---------- */
+
+void rfs_fs_kick(struct rfs_fs *fs)
+{
+	bg_kick(fs);
+	rfs_sync_kick(fs->sync);
+}
+
+void rfs_fs_set_identity(struct rfs_fs *fs, const char *mountpoint)
+{
+	char host[128] = "";
+	gethostname(host, sizeof(host) - 1);
+	rfs_sync_set_identity(fs->sync, host, mountpoint);
+}
+
+int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	snprintf(st->store, sizeof(st->store), "%s", fs->store->url);
+	snprintf(st->host_id, sizeof(st->host_id), "%s", fs->host_id);
+	snprintf(st->cache_dir, sizeof(st->cache_dir), "%s", fs->cache_dir);
+	st->read_only = fs->cfg.read_only;
+	st->block_size = fs->format.block_size;
+	struct rfs_sync_stats ss;
+	rfs_sync_get_stats(fs->sync, &ss);
+	st->applied_seq = ss.applied_seq;
+	st->pending_changes = ss.pending;
+	st->conflicts = ss.conflicts;
+	st->last_commit_s = ss.last_commit_ms ? (rfs_monotonic_ms() - ss.last_commit_ms) / 1000 : -1;
+	snprintf(st->last_error, sizeof(st->last_error), "%s", ss.last_error);
+	if (rfs_sync_store_head(fs->sync, &st->head_seq) < 0)
+		st->head_seq = -1;
+	/* staged data: what the staging directory holds right now */
+	st->oldest_dirty_s = -1;
+	DIR *d = opendir(fs->staging_dir);
+	if (d) {
+		struct dirent *de;
+		uint64_t last_ino = 0;
+		time_t now = time(NULL), oldest = 0;
+		while ((de = readdir(d))) {
+			unsigned long long ino, idx;
+			if (sscanf(de->d_name, "%llu.%llu", &ino, &idx) != 2)
+				continue;
+			char path[PATH_MAX];
+			snprintf(path, sizeof(path), "%s/%s", fs->staging_dir, de->d_name);
+			struct stat sb;
+			if (stat(path, &sb) < 0)
+				continue;
+			st->dirty_bytes += (uint64_t)sb.st_size;
+			if (ino != last_ino)
+				st->dirty_files++; /* approximate: readdir order groups a file's blocks loosely */
+			last_ino = ino;
+			if (!oldest || sb.st_mtime < oldest)
+				oldest = sb.st_mtime;
+		}
+		closedir(d);
+		if (oldest)
+			st->oldest_dirty_s = now - oldest;
+	}
+	struct rfs_cache_stats cs;
+	rfs_cache_get_stats(fs->cache, &cs);
+	st->cache_used = cs.used;
+	st->cache_limit = cs.limit;
+	st->cache_hits = cs.hits;
+	st->cache_misses = cs.misses;
+	st->cache_blocks = cs.blocks;
+	for (int i = 0; i < RFS_REQ_KINDS && i < 5; i++)
+		st->requests[i] = __atomic_load_n(&fs->store->requests[i], __ATOMIC_RELAXED);
+	st->bytes_in = __atomic_load_n(&fs->store->bytes_in, __ATOMIC_RELAXED);
+	st->bytes_out = __atomic_load_n(&fs->store->bytes_out, __ATOMIC_RELAXED);
+	return 0;
+}
+
+struct host_list {
+	char (*keys)[128];
+	size_t n, cap;
+};
+
+static int collect_host(void *arg, const char *key, uint64_t size)
+{
+	(void)size;
+	struct host_list *h = arg;
+	if (h->n == h->cap) {
+		size_t nc = h->cap ? h->cap * 2 : 16;
+		char(*nk)[128] = realloc(h->keys, nc * sizeof(*nk));
+		if (!nk)
+			return 1;
+		h->keys = nk;
+		h->cap = nc;
+	}
+	snprintf(h->keys[h->n++], 128, "%s", key);
+	return h->n >= 1000;
+}
+
+int rfs_fs_list_hosts(struct rfs_fs *fs, int max_age_s, int (*cb)(void *arg, const char *id, const char *body),
+		      void *arg)
+{
+	struct host_list h = {0};
+	int rc = rfs_store_list(fs->store, "hosts/", collect_host, &h);
+	int64_t now = rfs_now_ns() / 1000000000;
+	for (size_t i = 0; rc == 0 && i < h.n; i++) {
+		struct rfs_buf b = {0};
+		if (rfs_store_get(fs->store, h.keys[i], 0, 4096, &b) < 0)
+			continue;
+		char body[4097];
+		memcpy(body, b.data, b.len);
+		body[b.len] = 0;
+		rfs_buf_free(&b);
+		const char *t = strstr(body, "time=");
+		long long when = t ? atoll(t + 5) : 0;
+		if (now - when > max_age_s || strstr(body, "state=stopped"))
+			continue;
+		if (cb(arg, h.keys[i] + 6, body))
+			break;
+	}
+	free(h.keys);
+	return rc;
+}
+
+int rfs_fs_list_conflicts(struct rfs_fs *fs, int limit, int (*cb)(void *arg, int64_t time_ns, const char *what),
+			  void *arg)
+{
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_conflicts(fs->meta, limit, cb, arg);
+	rfs_meta_unlock(fs->meta);
+	return rc;
+}

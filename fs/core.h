@@ -104,6 +104,34 @@ int rfs_statfs(struct rfs_fs *fs, struct statvfs *st);
 typedef void (*rfs_inval_cb)(void *arg, uint64_t ino, uint64_t parent, const char *name);
 void rfs_fs_set_invalidate(struct rfs_fs *fs, rfs_inval_cb cb, void *arg);
 
+/* What `roamfs status` shows for one mount. */
+struct rfs_fs_status {
+	char store[1024], host_id[40], cache_dir[1024];
+	int64_t applied_seq, head_seq;   /* head_seq -1: the store could not be asked */
+	int64_t pending_changes;         /* metadata changesets not yet in the log */
+	uint64_t dirty_files, dirty_bytes; /* data in staging, not yet uploaded */
+	int64_t oldest_dirty_s;          /* age of the oldest staged data, -1: none */
+	int64_t last_commit_s;           /* seconds since the last commit, -1: none yet */
+	char last_error[512];
+	uint64_t cache_used, cache_limit, cache_hits, cache_misses, cache_blocks;
+	uint64_t requests[5];            /* GET, PUT, LIST, HEAD, DELETE */
+	uint64_t bytes_in, bytes_out;
+	int64_t conflicts;
+	int read_only;
+	uint32_t block_size;
+};
+int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st);
+/* Heartbeats of hosts seen within max_age_s: cb(arg, host_id, body of hosts/<id>). */
+int rfs_fs_list_hosts(struct rfs_fs *fs, int max_age_s, int (*cb)(void *arg, const char *id, const char *body),
+		      void *arg);
+/* Recorded sync conflicts, newest first. */
+int rfs_fs_list_conflicts(struct rfs_fs *fs, int limit, int (*cb)(void *arg, int64_t time_ns, const char *what),
+			  void *arg);
+/* Wakes the flusher and the committer without waiting. */
+void rfs_fs_kick(struct rfs_fs *fs);
+/* Sets who we are for the heartbeat (before rfs_fs_start). */
+void rfs_fs_set_identity(struct rfs_fs *fs, const char *mountpoint);
+
 /* Uploads every dirty block and commits all metadata; returns when it is in the store. */
 int rfs_sync_all(struct rfs_fs *fs);
 

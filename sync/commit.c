@@ -14,6 +14,9 @@
 
 #define LOG_MAGIC "RFSLOG1"
 #define MAX_RECORD (256u << 20) /* a record bigger than this is refused as corrupt */
+#ifndef RFS_HEARTBEAT_MS
+#define RFS_HEARTBEAT_MS 30000 /* how often hosts/<id> is rewritten: a few PUTs per hour */
+#endif
 
 struct rfs_sync {
 	struct rfs_store *store;
@@ -34,6 +37,8 @@ struct rfs_sync {
 	 * touch_cb (kernel invalidations must not run under our locks or in a request) */
 	struct rfs_buf *touched;
 	size_t ntouched, captouched;
+	char hostname[128], mountpoint[1024]; /* set before start */
+	int64_t last_heartbeat_ms;            /* sync thread only */
 	pthread_mutex_t hook_lock; /* held while calling touch_cb and while changing it */
 	rfs_touch_cb touch_cb;     /* protected by hook_lock */
 	void *touch_arg;           /* protected by hook_lock */
@@ -408,6 +413,63 @@ int rfs_sync_pull_if_older(struct rfs_sync *s, int max_age_ms)
 	return rfs_sync_pull(s);
 }
 
+void rfs_sync_set_identity(struct rfs_sync *s, const char *hostname, const char *mountpoint)
+{
+	snprintf(s->hostname, sizeof(s->hostname), "%s", hostname);
+	snprintf(s->mountpoint, sizeof(s->mountpoint), "%s", mountpoint);
+}
+
+static void heartbeat(struct rfs_sync *s, int stopping)
+{
+	int64_t applied = 0;
+	char head_hash[65];
+	rfs_meta_lock(s->meta);
+	local_position(s, &applied, head_hash);
+	rfs_meta_unlock(s->meta);
+	char key[128], body[1536];
+	snprintf(key, sizeof(key), "hosts/%s", s->host_id);
+	int n = snprintf(body, sizeof(body), "host=%s\nmountpoint=%s\nseq=%lld\ntime=%lld\nstate=%s\n", s->hostname,
+			 s->mountpoint, (long long)applied, (long long)(rfs_now_ns() / 1000000000),
+			 stopping ? "stopped" : "mounted");
+	if (rfs_store_put(s->store, key, body, (size_t)n) < 0)
+		RFS_LOG(LOG_DEBUG, "heartbeat %s failed", key);
+	s->last_heartbeat_ms = rfs_monotonic_ms();
+}
+
+int rfs_sync_store_head(struct rfs_sync *s, int64_t *head)
+{
+	int64_t lo, hi, step = 1;
+	char head_hash[65], key[64];
+	rfs_meta_lock(s->meta);
+	local_position(s, &lo, head_hash);
+	rfs_meta_unlock(s->meta);
+	/* lo exists (or is 0); find hi that does not exist, then bisect */
+	for (;;) {
+		hi = lo + step;
+		seq_key(hi, key, sizeof(key));
+		int rc = rfs_store_head(s->store, key, NULL);
+		if (rc == -ENOENT)
+			break;
+		if (rc < 0)
+			return rc;
+		lo = hi;
+		step *= 2;
+	}
+	while (hi - lo > 1) {
+		int64_t mid = lo + (hi - lo) / 2;
+		seq_key(mid, key, sizeof(key));
+		int rc = rfs_store_head(s->store, key, NULL);
+		if (rc == 0)
+			lo = mid;
+		else if (rc == -ENOENT)
+			hi = mid;
+		else
+			return rc;
+	}
+	*head = lo;
+	return 0;
+}
+
 static void *sync_thread(void *arg)
 {
 	struct rfs_sync *s = arg;
@@ -433,6 +495,8 @@ static void *sync_thread(void *arg)
 		commit_locked(s);
 		pthread_mutex_unlock(&s->commit_lock);
 		report_touched(s);
+		if (rfs_monotonic_ms() - s->last_heartbeat_ms >= RFS_HEARTBEAT_MS)
+			heartbeat(s, 0);
 		pthread_mutex_lock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -441,6 +505,7 @@ static void *sync_thread(void *arg)
 
 int rfs_sync_start(struct rfs_sync *s)
 {
+	heartbeat(s, 0);
 	int rc = pthread_create(&s->thread, NULL, sync_thread, s);
 	if (rc)
 		return -rc;
@@ -475,6 +540,8 @@ int rfs_sync_stop(struct rfs_sync *s, int timeout_ms)
 		struct timespec ts = {0, 200 * 1000000};
 		nanosleep(&ts, NULL);
 	}
+	if (s->hostname[0])
+		heartbeat(s, 1);
 	return rc;
 }
 

@@ -55,6 +55,12 @@ void rfs_sync_get_stats(struct rfs_sync *s, struct rfs_sync_stats *st);
 /* Called by the sync thread, never with a lock held, for everything records from other
  * hosts changed (to invalidate the kernel's caches). Set before rfs_sync_start(). */
 void rfs_sync_set_touch_hook(struct rfs_sync *s, rfs_touch_cb cb, void *arg);
+/* Who this host is, for its heartbeat object hosts/<host-id> (written every
+ * RFS_HEARTBEAT_MS by the sync thread, and at start and stop). */
+void rfs_sync_set_identity(struct rfs_sync *s, const char *hostname, const char *mountpoint);
+/* The highest seq present in the store's log, found with HEAD probes from our position. */
+int rfs_sync_store_head(struct rfs_sync *s, int64_t *head);
+
 /* Pulls unless the last pull finished less than max_age_ms ago (close-to-open across hosts). */
 int rfs_sync_pull_if_older(struct rfs_sync *s, int max_age_ms);
 
