@@ -260,7 +260,8 @@ static void split_o(const char *in, char *fuse_opts, size_t flen, char *cache_di
 			snprintf(cache_size, slen, "%s", t + 11);
 		} else if (!strcmp(t, "_netdev") || !strcmp(t, "nofail") || !strcmp(t, "auto") ||
 			   !strcmp(t, "noauto") || !strcmp(t, "defaults") || !strcmp(t, "user") ||
-			   !strcmp(t, "nouser")) {
+			   !strcmp(t, "nouser") || !strcmp(t, "users") || !strcmp(t, "owner") ||
+			   !strncmp(t, "x-", 2) || !strncmp(t, "comment=", 8)) {
 			continue; /* fstab-only options */
 		} else {
 			if (!strcmp(t, "ro"))
@@ -984,8 +985,44 @@ static int cmd_sync(int argc, char **argv)
 	return rc;
 }
 
+/* mount(8) runs "/sbin/mount.roamfs STORE MOUNTPOINT [-sfnv] [-o OPTIONS]" for
+ * `mount -t roamfs` and fstab lines; translate it to `roamfs mount`. */
+static int mount_helper(int argc, char **argv)
+{
+	const char *store = NULL, *mp = NULL, *opts = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-o") && i + 1 < argc)
+			opts = argv[++i];
+		else if (argv[i][0] == '-')
+			continue; /* -s (sloppy), -f (fake), -n (no mtab), -v (verbose): nothing to do */
+		else if (!store)
+			store = argv[i];
+		else if (!mp)
+			mp = argv[i];
+	}
+	if (!store || !mp) {
+		fprintf(stderr, "usage: mount.roamfs STORE MOUNTPOINT [-o cache-dir=DIR,cache-size=SIZE,allow_other,...]\n");
+		return 2;
+	}
+	char *nargv[8];
+	int n = 0;
+	nargv[n++] = "mount";
+	nargv[n++] = (char *)store;
+	nargv[n++] = (char *)mp;
+	if (opts) {
+		nargv[n++] = "-o";
+		nargv[n++] = (char *)opts;
+	}
+	nargv[n] = NULL;
+	return cmd_mount(n, nargv);
+}
+
 int main(int argc, char **argv)
 {
+	const char *base = strrchr(argv[0], '/');
+	base = base ? base + 1 : argv[0];
+	if (!strcmp(base, "mount.roamfs") || !strcmp(base, "mount.fuse.roamfs"))
+		return mount_helper(argc, argv);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(usage_main, argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
