@@ -14,13 +14,16 @@
 
 int rfs_buf_reserve(struct rfs_buf *b, size_t extra)
 {
-	if (b->len + extra <= b->cap)
+	if (extra > SIZE_MAX - b->len)
+		return b->cap_limit ? -EFBIG : -ENOMEM; /* len + extra would wrap */
+	size_t need = b->len + extra;
+	if (need <= b->cap)
 		return 0;
-	if (b->cap_limit && b->len + extra > b->cap_limit)
+	if (b->cap_limit && need > b->cap_limit)
 		return -EFBIG;
 	size_t ncap = b->cap ? b->cap : 256;
-	while (ncap < b->len + extra)
-		ncap *= 2;
+	while (ncap < need)
+		ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2; /* doubling must not wrap to 0 */
 	if (b->cap_limit && ncap > b->cap_limit)
 		ncap = b->cap_limit;
 	uint8_t *n = realloc(b->data, ncap);
@@ -121,7 +124,7 @@ int rfs_parse_size(const char *s, uint64_t *out)
 	char *end;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
+	if (errno || end == s || s[0] < '0' || s[0] > '9') /* strtoull takes " -1" as 2^64-1 */
 		return -EINVAL;
 	uint64_t mul = 1;
 	switch (*end) {

@@ -1,0 +1,1074 @@
+/* Unit tests for fs/meta.c: the SQLite metadata replica, its changesets and id ranges. */
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "check.h"
+#include "fs/meta.h"
+
+/* ---- fixtures ---- */
+
+struct db {
+	char path[4300];
+	struct rfs_meta *m;
+};
+
+static char tmp_dir[4096];
+
+static int db_open(struct db *d, const char *name)
+{
+	char err[512] = "";
+	snprintf(d->path, sizeof(d->path), "%s/%s", tmp_dir, name);
+	d->m = NULL;
+	int rc = rfs_meta_open(d->path, &d->m, err, sizeof(err));
+	if (!CHECK_OK(rc))
+		fprintf(stderr, "  %s\n", err);
+	return rc;
+}
+
+static void db_close(struct db *d)
+{
+	rfs_meta_close(d->m);
+	d->m = NULL;
+}
+
+/* Each case gets a fresh directory for its databases. */
+static int fresh_dir(void)
+{
+	return check_tmpdir(tmp_dir, sizeof(tmp_dir));
+}
+
+static struct rfs_attr mk_attr(uint64_t ino, uint32_t mode, uint64_t size, int64_t t)
+{
+	return (struct rfs_attr){.ino = ino, .mode = mode, .uid = 1000, .gid = 100, .nlink = S_ISDIR(mode) ? 2 : 1,
+				 .size = size, .rdev = 0, .atime = t, .mtime = t + 1, .ctime = t + 2};
+}
+
+/* Inside a transaction: a new inode named name in parent. Returns its number, 0 on failure. */
+static uint64_t mknode(struct rfs_meta *m, uint64_t parent, const char *name, uint32_t mode)
+{
+	uint64_t ino;
+	if (!CHECK_OK(rfs_meta_alloc_id(m, &ino)))
+		return 0;
+	struct rfs_attr a = mk_attr(ino, mode, 0, 1000000000LL * (int64_t)ino);
+	if (!CHECK_OK(rfs_meta_put_attr(m, &a)) || !CHECK_OK(rfs_meta_add_dentry(m, parent, name, ino)))
+		return 0;
+	return ino;
+}
+
+static int attr_equal(const struct rfs_attr *a, const struct rfs_attr *b)
+{
+	return a->ino == b->ino && a->mode == b->mode && a->uid == b->uid && a->gid == b->gid && a->nlink == b->nlink &&
+	       a->size == b->size && a->rdev == b->rdev && a->atime == b->atime && a->mtime == b->mtime &&
+	       a->ctime == b->ctime;
+}
+
+static void hash_of(uint64_t v, uint8_t h[RFS_HASH_LEN])
+{
+	rfs_sha256(&v, sizeof(v), h);
+}
+
+static int64_t pending(struct rfs_meta *m)
+{
+	int64_t n = -1;
+	rfs_meta_lock(m);
+	CHECK_OK(rfs_meta_pending_count(m, &n));
+	rfs_meta_unlock(m);
+	return n;
+}
+
+/* Dumps a table of the database file through a separate read-only connection, as text. */
+static void dump_table(const char *path, const char *table, const char *where, struct rfs_buf *out)
+{
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		CHECK(!"cannot open the database read-only");
+		sqlite3_close(db);
+		return;
+	}
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT * FROM %s %s ORDER BY 1, 2", table, where ? where : "");
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+		fprintf(stderr, "  %s: %s\n", sql, sqlite3_errmsg(db));
+		CHECK(!"cannot prepare the dump");
+		sqlite3_close(db);
+		return;
+	}
+	rfs_buf_append(out, table, strlen(table));
+	rfs_buf_append(out, ":\n", 2);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		for (int c = 0; c < sqlite3_column_count(s); c++) {
+			char cell[600];
+			if (sqlite3_column_type(s, c) == SQLITE_BLOB) {
+				int n = sqlite3_column_bytes(s, c);
+				char hex[2 * 256 + 1];
+				rfs_hex(sqlite3_column_blob(s, c), (size_t)(n < 256 ? n : 256), hex);
+				snprintf(cell, sizeof(cell), "x'%s' ", hex);
+			} else if (sqlite3_column_type(s, c) == SQLITE_NULL) {
+				snprintf(cell, sizeof(cell), "NULL ");
+			} else {
+				snprintf(cell, sizeof(cell), "%s ", (const char *)sqlite3_column_text(s, c));
+			}
+			rfs_buf_append(out, cell, strlen(cell));
+		}
+		rfs_buf_append(out, "\n", 1);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+/* All shared tables of a database as one string (caller frees). */
+static char *dump_shared(const char *path)
+{
+	static const char *const tables[] = {"inodes", "dentries", "symlinks", "bmap", "blocks", "xattrs", "ranges"};
+	struct rfs_buf b = {0};
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+		dump_table(path, tables[i], NULL, &b);
+	rfs_buf_append(&b, "", 1);
+	return (char *)b.data;
+}
+
+static int64_t count_rows(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int64_t n = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		sqlite3_stmt *s = NULL;
+		if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+			n = sqlite3_column_int64(s, 0);
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(db);
+	return n;
+}
+
+/* ---- cases ---- */
+
+static void meta_open_fresh(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	struct rfs_attr root;
+	rfs_meta_lock(a.m);
+	if (CHECK_OK(rfs_meta_get_attr(a.m, RFS_ROOT_INO, &root))) {
+		CHECK(S_ISDIR(root.mode));
+		CHECK_EQ(root.nlink, 2);
+		CHECK_EQ(root.ino, RFS_ROOT_INO);
+	}
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, RFS_ROOT_INO), 1);
+	uint64_t parent = 0, n = 0;
+	CHECK_OK(rfs_meta_parent_of(a.m, RFS_ROOT_INO, &parent));
+	CHECK_EQ(parent, RFS_ROOT_INO);
+	CHECK_OK(rfs_meta_count_inodes(a.m, &n));
+	CHECK_EQ(n, 1);
+	struct rfs_attr x;
+	CHECK_ERR(rfs_meta_get_attr(a.m, 2, &x), ENOENT);
+	rfs_meta_unlock(a.m);
+	CHECK_EQ(pending(a.m), 0);
+	db_close(&a);
+
+	/* reopening keeps the root as it was */
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	struct rfs_attr again;
+	rfs_meta_lock(a.m);
+	if (CHECK_OK(rfs_meta_get_attr(a.m, RFS_ROOT_INO, &again)))
+		CHECK(attr_equal(&root, &again));
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_open_refuses_unknown_schema(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin_unrecorded(a.m));
+	CHECK_OK(rfs_meta_local_set_int(a.m, "schema", 99));
+	CHECK_OK(rfs_meta_commit(a.m));
+	db_close(&a);
+	char err[512] = "";
+	struct rfs_meta *m = NULL;
+	CHECK_ERR(rfs_meta_open(a.path, &m, err, sizeof(err)), EPROTO);
+	CHECK(m == NULL);
+	CHECK_CONTAINS(err, "schema 99");
+	CHECK_CONTAINS(err, "a.db");
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_attr_dentry_lookup(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t dir = mknode(a.m, RFS_ROOT_INO, "dir", S_IFDIR | 0755);
+	uint64_t file = mknode(a.m, dir, "file.txt", S_IFREG | 0644);
+	struct rfs_attr fa = mk_attr(file, S_IFREG | 0600, 123456789, 42);
+	fa.rdev = 7;
+	CHECK_OK(rfs_meta_put_attr(a.m, &fa)); /* update in place */
+	CHECK_OK(rfs_meta_commit(a.m));
+
+	rfs_meta_lock(a.m);
+	uint64_t ino = 0;
+	CHECK_OK(rfs_meta_lookup(a.m, RFS_ROOT_INO, "dir", &ino));
+	CHECK_EQ(ino, dir);
+	CHECK_OK(rfs_meta_lookup(a.m, dir, "file.txt", &ino));
+	CHECK_EQ(ino, file);
+	CHECK_ERR(rfs_meta_lookup(a.m, dir, "File.txt", &ino), ENOENT);
+	CHECK_ERR(rfs_meta_lookup(a.m, RFS_ROOT_INO, "file.txt", &ino), ENOENT);
+	struct rfs_attr got;
+	if (CHECK_OK(rfs_meta_get_attr(a.m, file, &got)))
+		CHECK(attr_equal(&got, &fa));
+	uint64_t parent = 0;
+	CHECK_OK(rfs_meta_parent_of(a.m, dir, &parent));
+	CHECK_EQ(parent, RFS_ROOT_INO);
+	CHECK_ERR(rfs_meta_parent_of(a.m, 999999, &parent), ENOENT);
+	uint32_t subdirs = 99;
+	CHECK_OK(rfs_meta_count_subdirs(a.m, RFS_ROOT_INO, &subdirs));
+	CHECK_EQ(subdirs, 1);
+	CHECK_OK(rfs_meta_count_subdirs(a.m, dir, &subdirs));
+	CHECK_EQ(subdirs, 0);
+	uint64_t total = 0, n = 0;
+	CHECK_OK(rfs_meta_total_size(a.m, &total));
+	CHECK_EQ(total, 123456789);
+	CHECK_OK(rfs_meta_count_inodes(a.m, &n));
+	CHECK_EQ(n, 3);
+	rfs_meta_unlock(a.m);
+
+	/* a name that exists already is refused; the transaction is then rolled back */
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_ERR(rfs_meta_add_dentry(a.m, dir, "file.txt", file), EEXIST);
+	rfs_meta_rollback(a.m);
+
+	/* unlink: the entry goes, then the inode with everything hanging off it */
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint8_t h[RFS_HASH_LEN];
+	hash_of(1, h);
+	CHECK_OK(rfs_meta_bmap_set(a.m, file, 0, h));
+	CHECK_OK(rfs_meta_xattr_set(a.m, file, "user.k", "v", 1, 0));
+	CHECK_OK(rfs_meta_set_symlink(a.m, file, "odd but allowed"));
+	CHECK_OK(rfs_meta_del_dentry(a.m, dir, "file.txt"));
+	CHECK_ERR(rfs_meta_del_dentry(a.m, dir, "file.txt"), ENOENT);
+	CHECK_OK(rfs_meta_delete_inode(a.m, file));
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	CHECK_ERR(rfs_meta_lookup(a.m, dir, "file.txt", &ino), ENOENT);
+	CHECK_ERR(rfs_meta_get_attr(a.m, file, &got), ENOENT);
+	CHECK_ERR(rfs_meta_bmap_get(a.m, file, 0, h), ENOENT);
+	struct rfs_buf v = {0};
+	CHECK_ERR(rfs_meta_xattr_get(a.m, file, "user.k", &v), ENODATA);
+	rfs_buf_free(&v);
+	char target[64];
+	CHECK_ERR(rfs_meta_get_symlink(a.m, file, target, sizeof(target)), ENOENT);
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, dir), 1);
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+struct dirents {
+	char names[64][32];
+	uint64_t inos[64], cookies[64];
+	uint32_t modes[64];
+	int n, stop_at;
+};
+
+static int dirent_cb(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	struct dirents *d = arg;
+	if (d->n < 64) {
+		snprintf(d->names[d->n], sizeof(d->names[0]), "%s", name);
+		d->inos[d->n] = ino;
+		d->modes[d->n] = mode;
+		d->cookies[d->n] = cookie;
+	}
+	d->n++;
+	return d->stop_at && d->n >= d->stop_at;
+}
+
+static void meta_readdir_cookie_order(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	/* names in reverse order, so cookie order differs from name (primary key) order */
+	static const char *const names[] = {"j", "i", "h", "g", "f", "e", "d", "c", "b", "a"};
+	uint64_t inos[10];
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t dir = mknode(a.m, RFS_ROOT_INO, "d", S_IFDIR | 0755);
+	for (int i = 0; i < 10; i++)
+		inos[i] = mknode(a.m, dir, names[i], (i % 3 ? S_IFREG | 0644 : S_IFDIR | 0700));
+	/* an entry whose inode row is missing still lists, with mode 0 */
+	CHECK_OK(rfs_meta_add_dentry(a.m, dir, "ghost", 888888));
+	CHECK_OK(rfs_meta_commit(a.m));
+
+	rfs_meta_lock(a.m);
+	struct dirents all = {0};
+	CHECK_OK(rfs_meta_readdir(a.m, dir, 0, dirent_cb, &all));
+	REQUIRE_EQ(all.n, 11);
+	for (int i = 0; i < 10; i++) {
+		CHECK_STR(all.names[i], names[i]);
+		CHECK_EQ(all.inos[i], inos[i]);
+		CHECK_EQ(all.modes[i], (i % 3 ? S_IFREG | 0644 : S_IFDIR | 0700));
+		if (i)
+			CHECK(all.cookies[i] > all.cookies[i - 1]);
+	}
+	CHECK_STR(all.names[10], "ghost");
+	CHECK_EQ(all.modes[10], 0);
+
+	/* stop after 4, continue from the 4th cookie: the rest, nothing twice */
+	struct dirents part = {.stop_at = 4};
+	CHECK_OK(rfs_meta_readdir(a.m, dir, 0, dirent_cb, &part));
+	CHECK_EQ(part.n, 4);
+	struct dirents rest = {0};
+	CHECK_OK(rfs_meta_readdir(a.m, dir, part.cookies[3], dirent_cb, &rest));
+	CHECK_EQ(rest.n, 7);
+	if (rest.n == 7)
+		for (int i = 0; i < 7; i++)
+			CHECK_STR(rest.names[i], all.names[4 + i]);
+	struct dirents none = {0};
+	CHECK_OK(rfs_meta_readdir(a.m, dir, all.cookies[10], dirent_cb, &none));
+	CHECK_EQ(none.n, 0);
+	struct dirents empty = {0};
+	CHECK_OK(rfs_meta_readdir(a.m, inos[0], 0, dirent_cb, &empty)); /* an empty directory */
+	CHECK_EQ(empty.n, 0);
+	uint32_t subdirs = 0;
+	CHECK_OK(rfs_meta_count_subdirs(a.m, dir, &subdirs));
+	CHECK_EQ(subdirs, 4);
+	rfs_meta_unlock(a.m);
+
+	/* a removed entry disappears from the listing; the others keep their cookies */
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_del_dentry(a.m, dir, "f"));
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	struct dirents after = {0};
+	CHECK_OK(rfs_meta_readdir(a.m, dir, part.cookies[3], dirent_cb, &after));
+	CHECK_EQ(after.n, 6);
+	if (after.n == 6) {
+		CHECK_STR(after.names[0], "e");
+		CHECK_EQ(after.cookies[0], all.cookies[5]);
+	}
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_dir_is_empty(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t dir = mknode(a.m, RFS_ROOT_INO, "d", S_IFDIR | 0755);
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, dir), 1);
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, RFS_ROOT_INO), 0);
+	mknode(a.m, dir, "x", S_IFREG | 0644);
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, dir), 0);
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_del_dentry(a.m, dir, "x"));
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, dir), 1);
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, dir), 1);
+	CHECK_EQ(rfs_meta_dir_is_empty(a.m, 424242), 1); /* no such directory: no entries */
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_symlink(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t ln = mknode(a.m, RFS_ROOT_INO, "ln", S_IFLNK | 0777);
+	CHECK_OK(rfs_meta_set_symlink(a.m, ln, "../some/where"));
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	char buf[64];
+	if (CHECK_OK(rfs_meta_get_symlink(a.m, ln, buf, sizeof(buf))))
+		CHECK_STR(buf, "../some/where");
+	CHECK_ERR(rfs_meta_get_symlink(a.m, ln, buf, 13), ENAMETOOLONG); /* no room for the NUL */
+	CHECK_OK(rfs_meta_get_symlink(a.m, ln, buf, 14));
+	CHECK_ERR(rfs_meta_get_symlink(a.m, ln + 1, buf, sizeof(buf)), ENOENT);
+	rfs_meta_unlock(a.m);
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_set_symlink(a.m, ln, "/abs"));
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	if (CHECK_OK(rfs_meta_get_symlink(a.m, ln, buf, sizeof(buf))))
+		CHECK_STR(buf, "/abs");
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+struct bmap_seen {
+	uint64_t idx[32];
+	uint8_t hash[32][RFS_HASH_LEN];
+	int n, stop_at;
+};
+
+static int bmap_cb(void *arg, uint64_t idx, const uint8_t hash[RFS_HASH_LEN])
+{
+	struct bmap_seen *b = arg;
+	if (b->n < 32) {
+		b->idx[b->n] = idx;
+		memcpy(b->hash[b->n], hash, RFS_HASH_LEN);
+	}
+	b->n++;
+	return b->stop_at && b->n >= b->stop_at;
+}
+
+static void meta_bmap(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t f = mknode(a.m, RFS_ROOT_INO, "f", S_IFREG | 0644);
+	uint8_t h[RFS_HASH_LEN];
+	for (uint64_t i = 9; i < 10; i--) { /* descending inserts */
+		hash_of(100 + i, h);
+		CHECK_OK(rfs_meta_bmap_set(a.m, f, i, h));
+	}
+	hash_of(7777, h);
+	CHECK_OK(rfs_meta_bmap_set(a.m, f, 3, h)); /* replace */
+	CHECK_OK(rfs_meta_bmap_set(a.m, f, 3, h)); /* same value again */
+	CHECK_OK(rfs_meta_bmap_set(a.m, f, 1ULL << 40, h)); /* a sparse, far index */
+	CHECK_OK(rfs_meta_commit(a.m));
+
+	rfs_meta_lock(a.m);
+	uint8_t got[RFS_HASH_LEN], want[RFS_HASH_LEN];
+	for (uint64_t i = 0; i < 10; i++) {
+		hash_of(i == 3 ? 7777 : 100 + i, want);
+		if (CHECK_OK(rfs_meta_bmap_get(a.m, f, i, got)))
+			CHECK_MEM(got, want, RFS_HASH_LEN);
+	}
+	CHECK_ERR(rfs_meta_bmap_get(a.m, f, 10, got), ENOENT);
+	CHECK_ERR(rfs_meta_bmap_get(a.m, f + 1, 0, got), ENOENT);
+	struct bmap_seen all = {0};
+	CHECK_OK(rfs_meta_bmap_each(a.m, f, bmap_cb, &all));
+	CHECK_EQ(all.n, 11);
+	for (int i = 0; i < 10 && i < all.n; i++)
+		CHECK_EQ(all.idx[i], i);
+	CHECK_EQ(all.idx[10], 1ULL << 40);
+	struct bmap_seen two = {.stop_at = 2};
+	CHECK_OK(rfs_meta_bmap_each(a.m, f, bmap_cb, &two));
+	CHECK_EQ(two.n, 2);
+	rfs_meta_unlock(a.m);
+
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_bmap_truncate(a.m, f, 5));
+	CHECK_OK(rfs_meta_bmap_del(a.m, f, 2));
+	CHECK_OK(rfs_meta_bmap_del(a.m, f, 2)); /* absent: not an error */
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	struct bmap_seen left = {0};
+	CHECK_OK(rfs_meta_bmap_each(a.m, f, bmap_cb, &left));
+	CHECK_EQ(left.n, 4);
+	static const uint64_t want_idx[] = {0, 1, 3, 4};
+	for (int i = 0; i < 4 && i < left.n; i++) {
+		CHECK_EQ(left.idx[i], want_idx[i]);
+		hash_of(want_idx[i] == 3 ? 7777 : 100 + want_idx[i], want);
+		CHECK_MEM(left.hash[i], want, RFS_HASH_LEN);
+	}
+	CHECK_ERR(rfs_meta_bmap_get(a.m, f, 5, got), ENOENT);
+	rfs_meta_unlock(a.m);
+
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_bmap_truncate(a.m, f, 0));
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	struct bmap_seen gone = {0};
+	CHECK_OK(rfs_meta_bmap_each(a.m, f, bmap_cb, &gone));
+	CHECK_EQ(gone.n, 0);
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_blocks(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	uint8_t h1[RFS_HASH_LEN], h2[RFS_HASH_LEN];
+	hash_of(1, h1);
+	hash_of(2, h2);
+	struct rfs_block_loc l1 = {.pack = "0123456789abcdef0123456789abcdef", .off = 1ULL << 33, .slen = 100,
+				   .rlen = 4194304, .codec = 1};
+	struct rfs_block_loc l2 = {.pack = "ffffffffffffffffffffffffffffffff", .off = 5, .slen = 6, .rlen = 6};
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_block_put(a.m, h1, &l1));
+	CHECK_OK(rfs_meta_block_put(a.m, h1, &l2)); /* a block already stored keeps its first location */
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	struct rfs_block_loc got;
+	memset(&got, 0xaa, sizeof(got));
+	if (CHECK_OK(rfs_meta_block_get(a.m, h1, &got))) {
+		CHECK_STR(got.pack, l1.pack);
+		CHECK_EQ(got.off, l1.off);
+		CHECK_EQ(got.slen, l1.slen);
+		CHECK_EQ(got.rlen, l1.rlen);
+		CHECK_EQ(got.codec, l1.codec);
+	}
+	CHECK_ERR(rfs_meta_block_get(a.m, h2, &got), ENOENT);
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static int xattr_value_is(struct rfs_meta *m, uint64_t ino, const char *name, const void *v, size_t len)
+{
+	struct rfs_buf b = {0};
+	int ok = CHECK_OK(rfs_meta_xattr_get(m, ino, name, &b)) && CHECK_EQ(b.len, len) &&
+		 (len == 0 || !memcmp(b.data, v, len));
+	rfs_buf_free(&b);
+	return ok;
+}
+
+static void meta_xattr(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t f = mknode(a.m, RFS_ROOT_INO, "f", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_xattr_set(a.m, f, "user.b", "one", 3, 0));
+	CHECK_ERR(rfs_meta_xattr_set(a.m, f, "user.b", "two", 3, XATTR_CREATE), EEXIST);
+	CHECK(xattr_value_is(a.m, f, "user.b", "one", 3)); /* unchanged by the refused create */
+	CHECK_ERR(rfs_meta_xattr_set(a.m, f, "user.a", "x", 1, XATTR_REPLACE), ENODATA);
+	CHECK_OK(rfs_meta_xattr_set(a.m, f, "user.a", "\0bin\0", 5, XATTR_CREATE));
+	CHECK_OK(rfs_meta_xattr_set(a.m, f, "user.b", "three", 5, XATTR_REPLACE));
+	CHECK_OK(rfs_meta_xattr_set(a.m, f, "user.c", NULL, 0, 0)); /* empty value */
+	CHECK_OK(rfs_meta_xattr_set(a.m, f, "user.c", "", 0, 0));   /* and again */
+	CHECK_OK(rfs_meta_commit(a.m));
+
+	rfs_meta_lock(a.m);
+	CHECK(xattr_value_is(a.m, f, "user.a", "\0bin\0", 5));
+	CHECK(xattr_value_is(a.m, f, "user.b", "three", 5));
+	CHECK(xattr_value_is(a.m, f, "user.c", "", 0));
+	struct rfs_buf b = {0};
+	CHECK_ERR(rfs_meta_xattr_get(a.m, f, "user.none", &b), ENODATA);
+	CHECK_ERR(rfs_meta_xattr_get(a.m, RFS_ROOT_INO, "user.a", &b), ENODATA);
+	CHECK_EQ(b.len, 0);
+	CHECK_OK(rfs_meta_xattr_list(a.m, f, &b));
+	CHECK_EQ(b.len, sizeof("user.a\0user.b\0user.c"));
+	if (b.len == sizeof("user.a\0user.b\0user.c"))
+		CHECK_MEM(b.data, "user.a\0user.b\0user.c", b.len);
+	rfs_buf_free(&b);
+	CHECK_OK(rfs_meta_xattr_list(a.m, RFS_ROOT_INO, &b));
+	CHECK_EQ(b.len, 0);
+	rfs_buf_free(&b);
+	rfs_meta_unlock(a.m);
+
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_xattr_remove(a.m, f, "user.b"));
+	CHECK_ERR(rfs_meta_xattr_remove(a.m, f, "user.b"), ENODATA);
+	CHECK_ERR(rfs_meta_xattr_set(a.m, f, "user.b", "x", 1, XATTR_REPLACE), ENODATA);
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	CHECK_ERR(rfs_meta_xattr_get(a.m, f, "user.b", &b), ENODATA);
+	CHECK_OK(rfs_meta_xattr_list(a.m, f, &b));
+	CHECK_EQ(b.len, sizeof("user.a\0user.c"));
+	rfs_buf_free(&b);
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_alloc_id_ranges(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	enum { N = 2000 };
+	uint64_t *ids = malloc(N * sizeof(*ids));
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_local_set_text(a.m, "host_id", "host-a"));
+	for (int i = 0; i < N; i++)
+		CHECK_OK(rfs_meta_alloc_id(a.m, &ids[i]));
+	int64_t range_end = 0;
+	CHECK_OK(rfs_meta_local_get_int(a.m, "range_end", &range_end));
+	CHECK_OK(rfs_meta_commit(a.m));
+	uint64_t start = (uint64_t)range_end - RFS_ID_RANGE;
+	/* a random multiple of the range size below 2^62, never the root's range */
+	CHECK(start >= RFS_ID_RANGE);
+	CHECK(start <= (1ULL << 62));
+	CHECK_EQ(start % RFS_ID_RANGE, 0);
+	for (int i = 0; i < N; i++) {
+		if (!CHECK(ids[i] >= start && ids[i] < (uint64_t)range_end) ||
+		    (i && !CHECK(ids[i] > ids[i - 1]))) /* strictly increasing: unique */
+			break;
+	}
+	/* the claimed range is in the shared table, under our host id */
+	char sql[200];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ranges WHERE start=%llu AND host='host-a'",
+		 (unsigned long long)start);
+	CHECK_EQ(count_rows(a.path, sql), 1);
+	CHECK_EQ(count_rows(a.path, "SELECT count(*) FROM ranges"), 1);
+
+	/* the allocator survives a reopen: no id is handed out twice */
+	db_close(&a);
+	if (db_open(&a, "a.db") < 0)
+		goto done;
+	uint64_t next = 0;
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_alloc_id(a.m, &next));
+	CHECK_EQ(next, ids[N - 1] + 1);
+	/* at the end of the range, the next id comes from a freshly claimed range */
+	CHECK_OK(rfs_meta_local_set_int(a.m, "next_id", range_end - 1));
+	CHECK_OK(rfs_meta_commit(a.m));
+	db_close(&a);
+	if (db_open(&a, "a.db") < 0)
+		goto done;
+	uint64_t last = 0, first = 0;
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_alloc_id(a.m, &last));
+	CHECK_OK(rfs_meta_alloc_id(a.m, &first));
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_EQ(last, range_end - 1);
+	/* the next id is the first of another claimed range */
+	CHECK_EQ(first % RFS_ID_RANGE, 0);
+	CHECK(first < start || first >= (uint64_t)range_end);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ranges WHERE start=%llu AND host='host-a'",
+		 (unsigned long long)first);
+	CHECK_EQ(count_rows(a.path, sql), 1);
+	CHECK_EQ(count_rows(a.path, "SELECT count(*) FROM ranges"), 2);
+	db_close(&a);
+done:
+	free(ids);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_rollback_discards(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a, b;
+	b.m = NULL;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t kept = mknode(a.m, RFS_ROOT_INO, "kept", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_EQ(pending(a.m), 1);
+
+	/* a transaction that is rolled back: nothing of it stays, in the tables or in pending */
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t gone = mknode(a.m, RFS_ROOT_INO, "gone", S_IFDIR | 0755);
+	CHECK_OK(rfs_meta_xattr_set(a.m, kept, "user.x", "1", 1, 0));
+	uint8_t h[RFS_HASH_LEN];
+	hash_of(5, h);
+	CHECK_OK(rfs_meta_bmap_set(a.m, kept, 0, h));
+	rfs_meta_rollback(a.m);
+	CHECK_EQ(pending(a.m), 1);
+	rfs_meta_lock(a.m);
+	struct rfs_attr at;
+	uint64_t ino;
+	CHECK_ERR(rfs_meta_get_attr(a.m, gone, &at), ENOENT);
+	CHECK_ERR(rfs_meta_lookup(a.m, RFS_ROOT_INO, "gone", &ino), ENOENT);
+	struct rfs_buf v = {0};
+	CHECK_ERR(rfs_meta_xattr_get(a.m, kept, "user.x", &v), ENODATA);
+	rfs_buf_free(&v);
+	CHECK_ERR(rfs_meta_bmap_get(a.m, kept, 0, h), ENOENT);
+	rfs_meta_unlock(a.m);
+
+	/* the next transaction records only its own changes */
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t later = mknode(a.m, RFS_ROOT_INO, "later", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_EQ(pending(a.m), 2);
+	CHECK(later != kept);
+
+	/* replaying what is pending elsewhere shows no trace of the rolled-back transaction */
+	struct rfs_buf cs = {0};
+	int64_t upto = 0, count = 0;
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_pending_collect(a.m, &cs, &upto, &count));
+	rfs_meta_unlock(a.m);
+	CHECK_EQ(count, 2);
+	if (db_open(&b, "b.db") == 0) {
+		CHECK_OK(rfs_meta_begin_unrecorded(b.m));
+		CHECK_OK(rfs_meta_apply_changeset(b.m, cs.data, cs.len));
+		CHECK_OK(rfs_meta_commit(b.m));
+		rfs_meta_lock(b.m);
+		CHECK_OK(rfs_meta_lookup(b.m, RFS_ROOT_INO, "kept", &ino));
+		CHECK_OK(rfs_meta_lookup(b.m, RFS_ROOT_INO, "later", &ino));
+		CHECK_ERR(rfs_meta_lookup(b.m, RFS_ROOT_INO, "gone", &ino), ENOENT);
+		CHECK_ERR(rfs_meta_xattr_get(b.m, kept, "user.x", &v), ENODATA);
+		rfs_buf_free(&v);
+		rfs_meta_unlock(b.m);
+		CHECK_EQ(pending(b.m), 0);
+	}
+	rfs_buf_free(&cs);
+	db_close(&b);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+/* A range claimed inside a rolled-back transaction is not kept, and is claimed again. */
+static void meta_rollback_range_claim(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	uint64_t id1 = 0, id2 = 0;
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_alloc_id(a.m, &id1));
+	rfs_meta_rollback(a.m);
+	CHECK_EQ(count_rows(a.path, "SELECT count(*) FROM ranges"), 0);
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_alloc_id(a.m, &id2));
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_EQ(count_rows(a.path, "SELECT count(*) FROM ranges"), 1);
+	int64_t range_end = 0;
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_local_get_int(a.m, "range_end", &range_end));
+	rfs_meta_unlock(a.m);
+	CHECK(id2 >= (uint64_t)range_end - RFS_ID_RANGE && id2 < (uint64_t)range_end);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static void meta_pending_rows(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	/* every committed transaction that changes shared tables leaves exactly one row */
+	for (int i = 0; i < 5; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "f%d", i);
+		CHECK_OK(rfs_meta_begin(a.m));
+		mknode(a.m, RFS_ROOT_INO, name, S_IFREG | 0644);
+		CHECK_OK(rfs_meta_commit(a.m));
+		CHECK_EQ(pending(a.m), i + 1);
+	}
+	/* local-only changes and unrecorded transactions are not replicated */
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_local_set_int(a.m, "something", 5));
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_OK(rfs_meta_begin_unrecorded(a.m));
+	struct rfs_attr at = mk_attr(RFS_ROOT_INO, S_IFDIR | 0755, 0, 77);
+	CHECK_OK(rfs_meta_put_attr(a.m, &at));
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_EQ(pending(a.m), 5);
+
+	/* collect: all, or up to an id */
+	struct rfs_buf cs = {0};
+	int64_t upto = 0, count = 0;
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_pending_collect(a.m, &cs, &upto, &count));
+	CHECK_EQ(count, 5);
+	CHECK_EQ(upto, 5);
+	CHECK(cs.len > 0);
+	rfs_buf_free(&cs);
+	upto = 2;
+	CHECK_OK(rfs_meta_pending_collect(a.m, &cs, &upto, &count));
+	CHECK_EQ(count, 2);
+	CHECK_EQ(upto, 2);
+	rfs_buf_free(&cs);
+	rfs_meta_unlock(a.m);
+
+	/* delete up to an id: only later rows stay */
+	CHECK_OK(rfs_meta_begin_unrecorded(a.m));
+	CHECK_OK(rfs_meta_pending_delete_upto(a.m, 2));
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_EQ(pending(a.m), 3);
+	rfs_meta_lock(a.m);
+	upto = 0;
+	CHECK_OK(rfs_meta_pending_collect(a.m, &cs, &upto, &count));
+	CHECK_EQ(count, 3);
+	CHECK_EQ(upto, 5);
+	rfs_buf_free(&cs);
+	CHECK_OK(rfs_meta_pending_delete_upto(a.m, upto));
+	CHECK_OK(rfs_meta_pending_count(a.m, &count));
+	CHECK_EQ(count, 0);
+	/* nothing pending: an empty changeset */
+	upto = 0;
+	count = 99;
+	CHECK_OK(rfs_meta_pending_collect(a.m, &cs, &upto, &count));
+	CHECK_EQ(count, 0);
+	CHECK_EQ(cs.len, 0);
+	rfs_buf_free(&cs);
+	rfs_meta_unlock(a.m);
+
+	/* ids keep growing after a delete (AUTOINCREMENT): a new row is id 6 */
+	CHECK_OK(rfs_meta_begin(a.m));
+	mknode(a.m, RFS_ROOT_INO, "g", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	upto = 0;
+	CHECK_OK(rfs_meta_pending_collect(a.m, &cs, &upto, &count));
+	CHECK_EQ(count, 1);
+	CHECK_EQ(upto, 6);
+	rfs_buf_free(&cs);
+	rfs_meta_unlock(a.m);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+/* A varied history on A, replayed as one combined changeset on a fresh B. */
+static void build_history(struct rfs_meta *m, uint64_t *dir_out, uint64_t *file_out)
+{
+	uint8_t h[RFS_HASH_LEN];
+	CHECK_OK(rfs_meta_begin(m));
+	CHECK_OK(rfs_meta_local_set_text(m, "host_id", "host-a"));
+	uint64_t dir = mknode(m, RFS_ROOT_INO, "docs", S_IFDIR | 0755);
+	uint64_t file = mknode(m, dir, "report.txt", S_IFREG | 0644);
+	uint64_t tmp = mknode(m, dir, "tmp", S_IFREG | 0600);
+	uint64_t ln = mknode(m, RFS_ROOT_INO, "link", S_IFLNK | 0777);
+	CHECK_OK(rfs_meta_set_symlink(m, ln, "docs/report.txt"));
+	CHECK_OK(rfs_meta_commit(m));
+
+	CHECK_OK(rfs_meta_begin(m));
+	for (uint64_t i = 0; i < 4; i++) {
+		hash_of(i, h);
+		struct rfs_block_loc loc = {.pack = "00112233445566778899aabbccddeeff", .off = i * 100, .slen = 100,
+					    .rlen = 4096, .codec = 1};
+		CHECK_OK(rfs_meta_block_put(m, h, &loc));
+		CHECK_OK(rfs_meta_bmap_set(m, file, i, h));
+	}
+	struct rfs_attr fa = mk_attr(file, S_IFREG | 0644, 4 * 4096, 5000);
+	CHECK_OK(rfs_meta_put_attr(m, &fa));
+	CHECK_OK(rfs_meta_xattr_set(m, file, "user.tag", "blue", 4, XATTR_CREATE));
+	CHECK_OK(rfs_meta_xattr_set(m, file, "user.gone", "x", 1, 0));
+	CHECK_OK(rfs_meta_xattr_set(m, tmp, "user.t", "t", 1, 0));
+	CHECK_OK(rfs_meta_commit(m));
+
+	/* rename tmp -> final, drop an xattr, shrink the file, touch the root */
+	CHECK_OK(rfs_meta_begin(m));
+	CHECK_OK(rfs_meta_del_dentry(m, dir, "tmp"));
+	CHECK_OK(rfs_meta_add_dentry(m, dir, "final", tmp));
+	CHECK_OK(rfs_meta_xattr_remove(m, file, "user.gone"));
+	CHECK_OK(rfs_meta_xattr_set(m, file, "user.tag", "green", 5, XATTR_REPLACE));
+	CHECK_OK(rfs_meta_bmap_truncate(m, file, 2));
+	fa.size = 2 * 4096;
+	fa.mtime = 6000;
+	CHECK_OK(rfs_meta_put_attr(m, &fa));
+	struct rfs_attr root = mk_attr(RFS_ROOT_INO, S_IFDIR | 0755, 0, 9000);
+	root.uid = 0;
+	root.gid = 0;
+	root.nlink = 3;
+	CHECK_OK(rfs_meta_put_attr(m, &root));
+	CHECK_OK(rfs_meta_commit(m));
+
+	/* create and delete within the history: must not show up anywhere */
+	CHECK_OK(rfs_meta_begin(m));
+	uint64_t eph = mknode(m, dir, "ephemeral", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(m));
+	CHECK_OK(rfs_meta_begin(m));
+	CHECK_OK(rfs_meta_del_dentry(m, dir, "ephemeral"));
+	CHECK_OK(rfs_meta_delete_inode(m, eph));
+	CHECK_OK(rfs_meta_commit(m));
+	*dir_out = dir;
+	*file_out = file;
+}
+
+static void compare_replicas(struct db *a, struct db *b, uint64_t dir, uint64_t file)
+{
+	/* through the API */
+	static const struct {
+		uint64_t parent;
+		const char *name;
+	} names[] = {{RFS_ROOT_INO, "docs"}, {RFS_ROOT_INO, "link"}, {0, "report.txt"}, {0, "final"},
+		     {0, "tmp"},             {0, "ephemeral"}};
+	rfs_meta_lock(a->m);
+	rfs_meta_lock(b->m);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		uint64_t p = names[i].parent ? names[i].parent : dir, ia = 0, ib = 0;
+		int ra = rfs_meta_lookup(a->m, p, names[i].name, &ia);
+		int rb = rfs_meta_lookup(b->m, p, names[i].name, &ib);
+		if (!CHECK_EQ(ra, rb) || !CHECK_EQ(ia, ib)) {
+			fprintf(stderr, "  name %s\n", names[i].name);
+			continue;
+		}
+		if (ra < 0)
+			continue;
+		struct rfs_attr aa, ab;
+		if (CHECK_OK(rfs_meta_get_attr(a->m, ia, &aa)) && CHECK_OK(rfs_meta_get_attr(b->m, ib, &ab)))
+			CHECK(attr_equal(&aa, &ab));
+		struct rfs_buf la = {0}, lb = {0};
+		CHECK_OK(rfs_meta_xattr_list(a->m, ia, &la));
+		CHECK_OK(rfs_meta_xattr_list(b->m, ib, &lb));
+		if (CHECK_EQ(la.len, lb.len) && la.len)
+			CHECK_MEM(la.data, lb.data, la.len);
+		rfs_buf_free(&la);
+		rfs_buf_free(&lb);
+	}
+	struct rfs_attr ra, rb;
+	if (CHECK_OK(rfs_meta_get_attr(a->m, RFS_ROOT_INO, &ra)) && CHECK_OK(rfs_meta_get_attr(b->m, RFS_ROOT_INO, &rb)))
+		CHECK(attr_equal(&ra, &rb));
+	CHECK(xattr_value_is(b->m, file, "user.tag", "green", 5));
+	struct rfs_buf v = {0};
+	CHECK_ERR(rfs_meta_xattr_get(b->m, file, "user.gone", &v), ENODATA);
+	rfs_buf_free(&v);
+	char target[64];
+	uint64_t ln = 0;
+	if (CHECK_OK(rfs_meta_lookup(b->m, RFS_ROOT_INO, "link", &ln)) &&
+	    CHECK_OK(rfs_meta_get_symlink(b->m, ln, target, sizeof(target))))
+		CHECK_STR(target, "docs/report.txt");
+	struct bmap_seen bm = {0};
+	CHECK_OK(rfs_meta_bmap_each(b->m, file, bmap_cb, &bm));
+	CHECK_EQ(bm.n, 2);
+	struct dirents da = {0}, dbb = {0};
+	CHECK_OK(rfs_meta_readdir(a->m, dir, 0, dirent_cb, &da));
+	CHECK_OK(rfs_meta_readdir(b->m, dir, 0, dirent_cb, &dbb));
+	if (CHECK_EQ(da.n, dbb.n))
+		for (int i = 0; i < da.n; i++) {
+			CHECK_STR(da.names[i], dbb.names[i]);
+			CHECK_EQ(da.cookies[i], dbb.cookies[i]); /* cookies replicate: stable offsets */
+		}
+	rfs_meta_unlock(b->m);
+	rfs_meta_unlock(a->m);
+
+	/* and row for row */
+	char *sa = dump_shared(a->path), *sb = dump_shared(b->path);
+	if (!CHECK_STR(sa, sb))
+		fprintf(stderr, "  A:\n%s\n  B:\n%s\n", sa, sb);
+	free(sa);
+	free(sb);
+}
+
+static void meta_changeset_replicates(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a, b;
+	b.m = NULL;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	uint64_t dir = 0, file = 0;
+	build_history(a.m, &dir, &file);
+	CHECK_EQ(pending(a.m), 5);
+
+	struct rfs_buf cs = {0};
+	int64_t upto = 0, count = 0;
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_pending_collect(a.m, &cs, &upto, &count));
+	rfs_meta_unlock(a.m);
+	CHECK_EQ(count, 5);
+	CHECK_EQ(upto, 5);
+	if (db_open(&b, "b.db") < 0)
+		goto close_a;
+	CHECK_OK(rfs_meta_begin_unrecorded(b.m));
+	CHECK_OK(rfs_meta_apply_changeset(b.m, cs.data, cs.len));
+	CHECK_OK(rfs_meta_commit(b.m));
+	CHECK_EQ(pending(b.m), 0); /* applying is not recorded */
+	compare_replicas(&a, &b, dir, file);
+
+	/* applying the same changeset again changes nothing (a replayed log record) */
+	CHECK_OK(rfs_meta_begin_unrecorded(b.m));
+	CHECK_OK(rfs_meta_apply_changeset(b.m, cs.data, cs.len));
+	CHECK_OK(rfs_meta_commit(b.m));
+	compare_replicas(&a, &b, dir, file);
+
+	/* B's own ids come from a range of its own, not A's (the ranges table replicated) */
+	uint64_t bid = 0;
+	int64_t a_end = 0;
+	CHECK_OK(rfs_meta_begin(b.m));
+	CHECK_OK(rfs_meta_alloc_id(b.m, &bid));
+	CHECK_OK(rfs_meta_commit(b.m));
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_local_get_int(a.m, "range_end", &a_end));
+	rfs_meta_unlock(a.m);
+	CHECK(bid < (uint64_t)a_end - RFS_ID_RANGE || bid >= (uint64_t)a_end);
+	CHECK_EQ(count_rows(b.path, "SELECT count(*) FROM ranges"), 2);
+
+	/* a damaged changeset is refused */
+	if (cs.len > 10) {
+		CHECK_OK(rfs_meta_begin_unrecorded(b.m));
+		int rc = rfs_meta_apply_changeset(b.m, cs.data, cs.len / 2);
+		CHECK(rc < 0);
+		rfs_meta_rollback(b.m);
+	}
+	db_close(&b);
+close_a:
+	rfs_buf_free(&cs);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+static int orphan_cb(void *arg, uint64_t ino)
+{
+	uint64_t *o = arg;
+	*o = ino;
+	return 0;
+}
+
+static void meta_orphans(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t f = mknode(a.m, RFS_ROOT_INO, "f", S_IFREG | 0644);
+	struct rfs_attr at = mk_attr(f, S_IFREG | 0644, 0, 1);
+	at.nlink = 0;
+	CHECK_OK(rfs_meta_del_dentry(a.m, RFS_ROOT_INO, "f"));
+	CHECK_OK(rfs_meta_put_attr(a.m, &at));
+	CHECK_OK(rfs_meta_commit(a.m));
+	uint64_t found = 0;
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_orphans(a.m, orphan_cb, &found));
+	rfs_meta_unlock(a.m);
+	CHECK_EQ(found, f);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+int main(int argc, char **argv)
+{
+	check_init(argc, argv);
+	RUN(meta_open_fresh);
+	RUN(meta_open_refuses_unknown_schema);
+	RUN(meta_attr_dentry_lookup);
+	RUN(meta_readdir_cookie_order);
+	RUN(meta_dir_is_empty);
+	RUN(meta_symlink);
+	RUN(meta_bmap);
+	RUN(meta_blocks);
+	RUN(meta_xattr);
+	RUN(meta_alloc_id_ranges);
+	RUN(meta_rollback_discards);
+	RUN(meta_rollback_range_claim);
+	RUN(meta_pending_rows);
+	RUN(meta_changeset_replicates);
+	RUN(meta_orphans);
+	return check_done();
+}
