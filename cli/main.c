@@ -77,6 +77,7 @@ static const char usage_mount[] =
 	"  --cache-size SIZE     clean-block cache limit, e.g. 20G (default " RFS_DEFAULT_CACHE_SIZE ")\n"
 	"  --flush-interval MS   how long closed files wait before upload (default 1000)\n"
 	"  --sync-interval MS    how often metadata is published and pulled (default 1000)\n"
+	"  --checkpoint-every N  write a metadata checkpoint every N log records (default 2000)\n"
 	"  -f                    stay in the foreground\n"
 	"  -d                    debug logging to stderr (implies -f)\n"
 	"  -o OPTS               mount options: allow_other, ro, ... and cache-dir=, cache-size=\n";
@@ -283,10 +284,12 @@ static int cmd_mount(int argc, char **argv)
 						 {"cache-size", required_argument, NULL, 'S'},
 						 {"flush-interval", required_argument, NULL, 'I'},
 						 {"sync-interval", required_argument, NULL, 'Y'},
+						 {"checkpoint-every", required_argument, NULL, 'K'},
 						 {NULL, 0, NULL, 0}};
 	char cache_dir[PATH_MAX] = "", cache_size[64] = RFS_DEFAULT_CACHE_SIZE, fuse_opts[2048] = "";
 	int foreground = 0, debug = 0, read_only = 0, c;
 	int flush_ms = 1000, sync_ms = 1000;
+	long long checkpoint_every = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "fdo:", longopts, NULL)) != -1) {
 		switch (c) {
@@ -305,6 +308,11 @@ static int cmd_mount(int argc, char **argv)
 			sync_ms = atoi(optarg);
 			if (sync_ms <= 0)
 				die("invalid --sync-interval '%s': give milliseconds, e.g. 1000", optarg);
+			break;
+		case 'K':
+			checkpoint_every = atoll(optarg);
+			if (checkpoint_every <= 0)
+				die("invalid --checkpoint-every '%s': give a number of log records, e.g. 2000", optarg);
 			break;
 		case 'f':
 			foreground = 1;
@@ -371,7 +379,8 @@ static int cmd_mount(int argc, char **argv)
 				    .cache_size = csize,
 				    .flush_interval_ms = flush_ms,
 				    .sync_interval_ms = sync_ms,
-				    .read_only = read_only};
+				    .read_only = read_only,
+				    .snapshot_every = checkpoint_every};
 	char err[1024] = "";
 	int rc = rfs_fs_open(&cfg, &d.fs, err, sizeof(err));
 	if (rc < 0)

@@ -43,6 +43,9 @@
 #ifndef RFS_OPEN_PULL_AGE_MS
 #define RFS_OPEN_PULL_AGE_MS 200 /* open() pulls the log first if the last pull is older */
 #endif
+#ifndef RFS_SNAPSHOT_EVERY
+#define RFS_SNAPSHOT_EVERY 2000 /* log records between checkpoints */
+#endif
 #ifndef RFS_MAX_DIRTY_AGE_MS
 #define RFS_MAX_DIRTY_AGE_MS 5000 /* data of a file still open for writing waits at most this */
 #endif
@@ -1897,6 +1900,12 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	}
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/meta.db", cfg->cache_dir);
+	if (access(path, F_OK) < 0) {
+		/* a new host: start from the newest checkpoint instead of replaying the whole log */
+		int64_t seq = rfs_snapshot_restore(fs->store, path);
+		if (seq < 0)
+			RFS_LOG(LOG_WARNING, "cannot read checkpoints (%s); replaying the whole log", strerror((int)-seq));
+	}
 	rc = rfs_meta_open(path, &fs->meta, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -1926,6 +1935,8 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	rc = rfs_sync_open(fs->store, fs->meta, fs->host_id, fs->cfg.sync_interval_ms, &fs->sync);
 	if (rc < 0)
 		goto fail;
+	rfs_sync_set_checkpoints(fs->sync, fs->cfg.snapshot_every > 0 ? fs->cfg.snapshot_every : RFS_SNAPSHOT_EVERY,
+				 cfg->cache_dir);
 	rc = rfs_sync_pull(fs->sync);
 	if (rc < 0) {
 		struct rfs_sync_stats ss;

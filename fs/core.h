@@ -36,6 +36,7 @@ struct rfs_fs_config {
 	int flush_interval_ms;  /* how long closed dirty data may wait before upload */
 	int sync_interval_ms;   /* how often the log is pulled and pending changes committed */
 	int read_only;
+	int64_t snapshot_every; /* write a checkpoint every this many log records (0: default) */
 };
 
 /* Which attributes rfs_setattr changes. */

@@ -80,6 +80,11 @@ enum stmt_id {
 	S_ORPHANS,
 	S_COUNT_INODES,
 	S_TOTAL_SIZE,
+	S_BLOCKS_EACH,
+	S_BMAP_UNPLACED,
+	S_FILES_WITH_BLOCK,
+	S_NAME_OF,
+	S_BLOCK_DEL,
 	S_COUNT
 };
 
@@ -128,6 +133,13 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0",
 	[S_COUNT_INODES] = "SELECT count(*) FROM inodes",
 	[S_TOTAL_SIZE] = "SELECT coalesce(sum(size),0) FROM inodes WHERE (mode & 61440)=32768",
+	[S_BLOCKS_EACH] = "SELECT b.hash, b.pack, b.off, b.slen, b.rlen, b.codec,"
+			  " EXISTS(SELECT 1 FROM bmap m WHERE m.hash=b.hash) FROM blocks b ORDER BY b.pack, b.off",
+	[S_BMAP_UNPLACED] = "SELECT m.ino, m.idx, m.hash FROM bmap m WHERE NOT EXISTS"
+			    " (SELECT 1 FROM blocks b WHERE b.hash=m.hash) ORDER BY m.hash, m.ino, m.idx",
+	[S_FILES_WITH_BLOCK] = "SELECT ino, min(idx) FROM bmap WHERE hash=? GROUP BY ino ORDER BY ino",
+	[S_NAME_OF] = "SELECT parent, name FROM dentries WHERE ino=? ORDER BY parent, name LIMIT 1",
+	[S_BLOCK_DEL] = "DELETE FROM blocks WHERE hash=?",
 };
 
 struct rfs_meta {
@@ -1287,4 +1299,214 @@ int rfs_meta_conflicts(struct rfs_meta *m, int limit, int (*cb)(void *arg, int64
 			break;
 	sqlite3_finalize(s);
 	return 0;
+}
+
+/* ---------- whole-store queries, for fsck and gc on a private replica ---------- */
+
+int rfs_meta_index_block_refs(struct rfs_meta *m)
+{
+	return exec(m, "CREATE INDEX IF NOT EXISTS bmap_hash ON bmap(hash)");
+}
+
+int rfs_meta_blocks_each(struct rfs_meta *m, rfs_block_row_cb cb, void *arg)
+{
+	sqlite3_stmt *s = stmt(m, S_BLOCKS_EACH);
+	if (!s)
+		return -EIO;
+	int r, rc = 0;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		struct rfs_block_loc loc;
+		const void *h = sqlite3_column_blob(s, 0);
+		const char *pack = (const char *)sqlite3_column_text(s, 1);
+		if (!h || sqlite3_column_bytes(s, 0) != RFS_HASH_LEN || !pack) {
+			RFS_LOG(LOG_WARNING, "metadata database: a blocks row has a malformed hash or pack; skipped");
+			continue;
+		}
+		snprintf(loc.pack, sizeof(loc.pack), "%s", pack);
+		loc.off = (uint64_t)sqlite3_column_int64(s, 2);
+		loc.slen = (uint32_t)sqlite3_column_int64(s, 3);
+		loc.rlen = (uint32_t)sqlite3_column_int64(s, 4);
+		loc.codec = (uint8_t)sqlite3_column_int64(s, 5);
+		rc = cb(arg, h, &loc, sqlite3_column_int(s, 6));
+		if (rc)
+			break;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = sql_fail(m, "listing blocks");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_bmap_unplaced(struct rfs_meta *m, rfs_bmap_row_cb cb, void *arg)
+{
+	sqlite3_stmt *s = stmt(m, S_BMAP_UNPLACED);
+	if (!s)
+		return -EIO;
+	int r, rc = 0;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		const void *h = sqlite3_column_blob(s, 2);
+		if (!h || sqlite3_column_bytes(s, 2) != RFS_HASH_LEN)
+			continue;
+		rc = cb(arg, (uint64_t)sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1), h);
+		if (rc)
+			break;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = sql_fail(m, "listing block map rows without a block");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_files_with_block(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], rfs_bmap_row_cb cb, void *arg)
+{
+	sqlite3_stmt *s = stmt(m, S_FILES_WITH_BLOCK);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, hash, RFS_HASH_LEN, SQLITE_STATIC);
+	int r, rc = 0;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		rc = cb(arg, (uint64_t)sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1), hash);
+		if (rc)
+			break;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = sql_fail(m, "finding the files of a block");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+int rfs_meta_name_of(struct rfs_meta *m, uint64_t ino, uint64_t *parent, char *name, size_t len)
+{
+	sqlite3_stmt *s = stmt(m, S_NAME_OF);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	int r = sqlite3_step(s);
+	int rc = 0;
+	if (r == SQLITE_ROW) {
+		*parent = (uint64_t)sqlite3_column_int64(s, 0);
+		snprintf(name, len, "%s", (const char *)sqlite3_column_text(s, 1));
+	} else if (r == SQLITE_DONE) {
+		rc = -ENOENT;
+	} else {
+		rc = sql_fail(m, "finding the name of an inode");
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+int rfs_meta_block_del(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN])
+{
+	sqlite3_stmt *s = stmt(m, S_BLOCK_DEL);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, hash, RFS_HASH_LEN, SQLITE_STATIC);
+	int rc = run(m, s, "deleting a block row");
+	if (rc == 0 && sqlite3_changes(m->db) == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
+/* Column col of one side of a changeset row (0: old values, 1: new), or NULL if absent. */
+static sqlite3_value *cs_value(sqlite3_changeset_iter *it, int side, int col)
+{
+	sqlite3_value *v = NULL;
+	if ((side == 0 ? sqlite3changeset_old(it, col, &v) : sqlite3changeset_new(it, col, &v)) != SQLITE_OK)
+		return NULL;
+	return v;
+}
+
+static const uint8_t *value_hash(sqlite3_value *v)
+{
+	if (v && sqlite3_value_type(v) == SQLITE_BLOB && sqlite3_value_bytes(v) == RFS_HASH_LEN)
+		return sqlite3_value_blob(v);
+	return NULL;
+}
+
+int rfs_meta_changeset_block_refs(const void *cs, size_t len, rfs_block_ref_cb cb, void *arg)
+{
+	sqlite3_changeset_iter *it;
+	if (sqlite3changeset_start(&it, (int)len, (void *)cs) != SQLITE_OK)
+		return -EINVAL;
+	const char *tab;
+	int ncol, op, indirect, r;
+	while ((r = sqlite3changeset_next(it)) == SQLITE_ROW) {
+		if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK)
+			break;
+		int blocks = !strcmp(tab, "blocks") && ncol >= 2, bmap = !strcmp(tab, "bmap") && ncol >= 3;
+		if (!blocks && !bmap)
+			continue;
+		/* old values exist for DELETE and UPDATE, new ones for INSERT and UPDATE (an UPDATE
+		 * carries only the primary key and the changed columns) */
+		for (int side = 0; side < 2; side++) {
+			if ((side == 0 && op == SQLITE_INSERT) || (side == 1 && op == SQLITE_DELETE))
+				continue;
+			const uint8_t *hash;
+			const char *pack = NULL;
+			if (blocks) {
+				hash = value_hash(cs_value(it, side == 1 && op == SQLITE_INSERT ? 1 : 0, 0));
+				sqlite3_value *p = cs_value(it, side, 1);
+				if (p && sqlite3_value_type(p) == SQLITE_TEXT)
+					pack = (const char *)sqlite3_value_text(p);
+			} else {
+				hash = value_hash(cs_value(it, side, 2));
+			}
+			if (hash || pack)
+				cb(arg, hash, pack);
+		}
+	}
+	int fin = sqlite3changeset_finalize(it);
+	return (r == SQLITE_ROW || r == SQLITE_DONE) && fin == SQLITE_OK ? 0 : -EINVAL;
+}
+
+int rfs_meta_export(struct rfs_meta *m, const char *path, int64_t *seq)
+{
+	int rc = 0;
+	char head[80] = "";
+	int64_t pending = 0, applied = 0;
+	sqlite3 *copy = NULL;
+	pthread_mutex_lock(&m->lock);
+	if (rfs_meta_pending_count(m, &pending) < 0 || pending) {
+		pthread_mutex_unlock(&m->lock);
+		return -EAGAIN;
+	}
+	if (rfs_meta_local_get_text(m, "inflight", head, sizeof(head)) == 0 && head[0]) {
+		pthread_mutex_unlock(&m->lock);
+		return -EAGAIN;
+	}
+	rfs_meta_local_get_int(m, "applied_seq", &applied);
+	rfs_meta_local_get_text(m, "head_hash", head, sizeof(head));
+	unlink(path);
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db, "VACUUM INTO ?", -1, &s, NULL) != SQLITE_OK) {
+		rc = sql_fail(m, "preparing a checkpoint");
+		pthread_mutex_unlock(&m->lock);
+		return rc;
+	}
+	sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		rc = sql_fail(m, "writing a checkpoint copy");
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	/* strip host-local state from the copy; keep the log position it corresponds to */
+	if (sqlite3_open(path, &copy) != SQLITE_OK) {
+		sqlite3_close(copy);
+		return -EIO;
+	}
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "BEGIN; DELETE FROM pending; DELETE FROM conflicts; DELETE FROM local WHERE key NOT IN ('schema');"
+		 "INSERT INTO local VALUES('applied_seq', %lld); INSERT INTO local VALUES('head_hash', '%.64s');"
+		 "COMMIT; PRAGMA journal_mode=DELETE;",
+		 (long long)applied, head);
+	if (sqlite3_exec(copy, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		RFS_LOG(LOG_ERR, "checkpoint copy: %s", sqlite3_errmsg(copy));
+		rc = -EIO;
+	}
+	sqlite3_close(copy);
+	*seq = applied;
+	return rc;
 }

@@ -140,10 +140,43 @@ int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const 
 int rfs_meta_conflicts(struct rfs_meta *m, int limit,
 		       int (*cb)(void *arg, int64_t time_ns, const char *what), void *arg);
 
+/* Writes a copy of the replicated state to path (a new SQLite file) for a checkpoint: the
+ * shared tables plus the log position (applied_seq, head_hash); no host-local state.
+ * Refuses with -EAGAIN while local changes are pending (the copy must equal the log's state
+ * at *seq). Takes the lock itself. */
+int rfs_meta_export(struct rfs_meta *m, const char *path, int64_t *seq);
+
 /* Inodes with nlink 0 (orphans left by a crash while open): calls cb for each. */
 int rfs_meta_orphans(struct rfs_meta *m, int (*cb)(void *arg, uint64_t ino), void *arg);
 int rfs_meta_count_inodes(struct rfs_meta *m, uint64_t *n);
 /* Sum of the sizes of all regular files (for statfs). */
 int rfs_meta_total_size(struct rfs_meta *m, uint64_t *bytes);
+
+/* ---------- whole-store queries, for fsck and gc (sync/gc.h) on a private replica ---------- */
+
+/* Creates an index on bmap(hash) (idempotent), which the queries below need to run in
+ * O(n log n). Meant for a private replica: a mounted one would pay its space for nothing. */
+int rfs_meta_index_block_refs(struct rfs_meta *m);
+/* Calls cb for every `blocks` row in (pack, off) order; live is 1 when some bmap row names
+ * the hash. loc and hash are valid during the call. Non-zero from cb stops and is returned. */
+typedef int (*rfs_block_row_cb)(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc,
+				int live);
+int rfs_meta_blocks_each(struct rfs_meta *m, rfs_block_row_cb cb, void *arg);
+/* A block map row (ino, idx, hash); hash valid during the call. Non-zero stops. */
+typedef int (*rfs_bmap_row_cb)(void *arg, uint64_t ino, uint64_t idx, const uint8_t hash[RFS_HASH_LEN]);
+/* Every bmap row whose hash has no `blocks` row (a block no one can read), in hash order. */
+int rfs_meta_bmap_unplaced(struct rfs_meta *m, rfs_bmap_row_cb cb, void *arg);
+/* Each file whose block map names hash: cb(arg, ino, first idx, hash), in ino order. */
+int rfs_meta_files_with_block(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], rfs_bmap_row_cb cb, void *arg);
+/* One name of an inode (the smallest (parent, name) if it has several links).
+ * -ENOENT: no directory entry names it (an unlinked inode). */
+int rfs_meta_name_of(struct rfs_meta *m, uint64_t ino, uint64_t *parent, char *name, size_t len);
+/* Deletes a `blocks` row (gc retiring a dead block, fsck --repair). -ENOENT if none. */
+int rfs_meta_block_del(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN]);
+/* What a changeset says about blocks: cb(arg, hash, pack) for each `blocks` row it inserts,
+ * deletes or updates (old and new values; pack NULL if the side lacks it), and
+ * cb(arg, hash, NULL) for each hash a `bmap` row had or gets. For gc's grace rule. */
+typedef void (*rfs_block_ref_cb)(void *arg, const uint8_t *hash, const char *pack);
+int rfs_meta_changeset_block_refs(const void *cs, size_t len, rfs_block_ref_cb cb, void *arg);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fs/log.h"
 
@@ -39,6 +40,9 @@ struct rfs_sync {
 	size_t ntouched, captouched;
 	char hostname[128], mountpoint[1024]; /* set before start */
 	int64_t last_heartbeat_ms;            /* sync thread only */
+	int64_t snap_every;     /* set before start */
+	char snap_tmp[1024];    /* set before start */
+	int64_t snap_checked;   /* sync thread: applied/snap_every at the last check */
 	pthread_mutex_t hook_lock; /* held while calling touch_cb and while changing it */
 	rfs_touch_cb touch_cb;     /* protected by hook_lock */
 	void *touch_arg;           /* protected by hook_lock */
@@ -470,6 +474,141 @@ int rfs_sync_store_head(struct rfs_sync *s, int64_t *head)
 	return 0;
 }
 
+#define SNAP_MAGIC "RFSSNAP1"
+
+void rfs_sync_set_checkpoints(struct rfs_sync *s, int64_t every, const char *tmp_dir)
+{
+	s->snap_every = every;
+	snprintf(s->snap_tmp, sizeof(s->snap_tmp), "%s", tmp_dir);
+}
+
+struct snap_scan {
+	int64_t newest;
+};
+
+static int snap_scan_cb(void *arg, const char *key, uint64_t size)
+{
+	(void)size;
+	struct snap_scan *sc = arg;
+	long long seq;
+	if (sscanf(key, "snap/%lld.db.lz4", &seq) == 1 && seq > sc->newest)
+		sc->newest = seq;
+	return 0;
+}
+
+static int64_t newest_snapshot(struct rfs_store *store)
+{
+	struct snap_scan sc = {0};
+	int rc = rfs_store_list(store, "snap/", snap_scan_cb, &sc);
+	return rc < 0 ? rc : sc.newest;
+}
+
+int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force)
+{
+	if (!s->snap_every && !force)
+		return 0;
+	int64_t applied = 0;
+	rfs_meta_lock(s->meta);
+	rfs_meta_local_get_int(s->meta, "applied_seq", &applied);
+	rfs_meta_unlock(s->meta);
+	if (!force) {
+		if (applied / s->snap_every <= s->snap_checked)
+			return 0;
+		int64_t newest = newest_snapshot(s->store);
+		if (newest < 0)
+			return newest;
+		if (applied - newest < s->snap_every) {
+			s->snap_checked = applied / s->snap_every;
+			return 0;
+		}
+	}
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/checkpoint.db", s->snap_tmp);
+	int64_t seq = 0;
+	int rc = rfs_meta_export(s->meta, path, &seq);
+	if (rc < 0) {
+		unlink(path);
+		return rc == -EAGAIN ? 0 : rc; /* local changes pending: try at a later record */
+	}
+	char *db = NULL;
+	size_t len = 0;
+	rc = rfs_read_file(path, &db, &len);
+	unlink(path);
+	if (rc < 0)
+		return rc;
+	int bound = LZ4_compressBound((int)len);
+	struct rfs_buf obj = {0};
+	char head[128];
+	int hl = snprintf(head, sizeof(head), "%s %lld %zu\n", SNAP_MAGIC, (long long)seq, len);
+	rc = rfs_buf_reserve(&obj, (size_t)hl + (size_t)bound);
+	if (rc == 0) {
+		rfs_buf_append(&obj, head, (size_t)hl);
+		int c = LZ4_compress_default(db, (char *)obj.data + obj.len, (int)len, bound);
+		if (c <= 0)
+			rc = -EIO;
+		else
+			obj.len += (size_t)c;
+	}
+	free(db);
+	if (rc == 0) {
+		char key[64];
+		snprintf(key, sizeof(key), "snap/%020lld.db.lz4", (long long)seq);
+		rc = rfs_store_put_if_absent(s->store, key, obj.data, obj.len);
+		if (rc == -EEXIST)
+			rc = 0; /* another host wrote the same checkpoint */
+		if (rc == 0)
+			RFS_LOG(LOG_INFO, "wrote checkpoint %s (%zu bytes of metadata)", key, len);
+	}
+	rfs_buf_free(&obj);
+	if (rc < 0)
+		return rc;
+	if (s->snap_every)
+		s->snap_checked = seq / s->snap_every;
+	return seq;
+}
+
+int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path)
+{
+	int64_t newest = newest_snapshot(store);
+	if (newest <= 0)
+		return newest;
+	char key[64];
+	snprintf(key, sizeof(key), "snap/%020lld.db.lz4", (long long)newest);
+	struct rfs_buf b = {0};
+	int rc = rfs_store_get(store, key, 0, RFS_GET_TO_END, &b);
+	if (rc < 0)
+		return rc;
+	const char *nl = memchr(b.data, '\n', b.len < 128 ? b.len : 128);
+	long long seq = 0;
+	unsigned long long raw = 0;
+	char magic[16] = "";
+	if (!nl || sscanf((const char *)b.data, "%15s %lld %llu", magic, &seq, &raw) != 3 || strcmp(magic, SNAP_MAGIC) ||
+	    seq != newest || raw > (4ULL << 30)) {
+		RFS_LOG(LOG_ERR, "checkpoint %s is damaged; replaying the whole log instead", key);
+		rfs_buf_free(&b);
+		return 0;
+	}
+	char *db = malloc(raw ? raw : 1);
+	if (!db) {
+		rfs_buf_free(&b);
+		return -ENOMEM;
+	}
+	size_t off = (size_t)(nl - (const char *)b.data) + 1;
+	int n = LZ4_decompress_safe((const char *)b.data + off, db, (int)(b.len - off), (int)raw);
+	rfs_buf_free(&b);
+	if (n < 0 || (unsigned long long)n != raw) {
+		free(db);
+		RFS_LOG(LOG_ERR, "checkpoint %s does not decompress; replaying the whole log instead", key);
+		return 0;
+	}
+	rc = rfs_write_file_atomic(db_path, db, raw, 0600);
+	free(db);
+	if (rc < 0)
+		return rc;
+	RFS_LOG(LOG_INFO, "bootstrapped metadata from checkpoint %s; replaying the log after it", key);
+	return seq;
+}
+
 static void *sync_thread(void *arg)
 {
 	struct rfs_sync *s = arg;
@@ -497,6 +636,11 @@ static void *sync_thread(void *arg)
 		report_touched(s);
 		if (rfs_monotonic_ms() - s->last_heartbeat_ms >= RFS_HEARTBEAT_MS)
 			heartbeat(s, 0);
+		if (s->snap_every) {
+			int64_t cp = rfs_sync_checkpoint(s, 0);
+			if (cp < 0)
+				RFS_LOG(LOG_WARNING, "cannot write a checkpoint: %s", strerror((int)-cp));
+		}
 		pthread_mutex_lock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);

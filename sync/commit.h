@@ -61,6 +61,16 @@ void rfs_sync_set_identity(struct rfs_sync *s, const char *hostname, const char 
 /* The highest seq present in the store's log, found with HEAD probes from our position. */
 int rfs_sync_store_head(struct rfs_sync *s, int64_t *head);
 
+/* Checkpoints: every `every` records (0: never) the sync thread writes snap/<seq>.db.lz4,
+ * a copy of the replicated DB as of <seq> (only when nothing local is pending, so the copy
+ * equals the log's state). tmp_dir holds the copy while it is compressed. */
+void rfs_sync_set_checkpoints(struct rfs_sync *s, int64_t every, const char *tmp_dir);
+/* Writes a checkpoint now if possible. Returns its seq, 0 if none was due/possible, or -errno. */
+int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force);
+/* For a host with no local DB: fetches the newest checkpoint into db_path (a new file), so only
+ * the log after it needs replaying. Returns its seq, 0 when the store has none, or -errno. */
+int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path);
+
 /* Pulls unless the last pull finished less than max_age_ms ago (close-to-open across hosts). */
 int rfs_sync_pull_if_older(struct rfs_sync *s, int max_age_ms);
 

@@ -9,8 +9,9 @@ source "$(dirname "$0")/lib.sh"
 rfs_format A
 RFS_STORE_URL[B]=$(rfs_store A)
 RFS_STORE_URL[C]=$(rfs_store A)
-rfs_mount A
-rfs_mount B
+CP=(--checkpoint-every 5)  # checkpoints often, so host C below starts from one
+rfs_mount A "${CP[@]}"
+rfs_mount B "${CP[@]}"
 a=$(rfs_mp A) b=$(rfs_mp B)
 
 # wait_for SECONDS CMD...: poll until CMD succeeds
@@ -88,16 +89,16 @@ wait "$pb" || fail "creating files on B failed"
 step "same name created on both hosts inside one sync interval: both versions are kept"
 rfs_umount A
 rfs_umount B
-rfs_mount A --sync-interval 4000
-rfs_mount B --sync-interval 4000
+rfs_mount A --sync-interval 4000 "${CP[@]}"
+rfs_mount B --sync-interval 4000 "${CP[@]}"
 echo "version A" >"$a/shared/same"
 echo "version B" >"$b/shared/same"
 
 step "flush both (umount), remount, and compare the two replicas"
 rfs_umount A
 rfs_umount B
-rfs_mount A
-rfs_mount B
+rfs_mount A "${CP[@]}"
+rfs_mount B "${CP[@]}"
 sleep 2
 manifest "$a" >"$WORK/A.manifest"
 manifest "$b" >"$WORK/B.manifest"
@@ -110,8 +111,11 @@ ls "$a/shared" | grep -q '^same\.conflict-' || fail "no conflict copy named same
 [ "$(stat -c %h "$a/tree")" = "$(( 2 + $(find "$a/tree" -mindepth 1 -maxdepth 1 -type d | wc -l) ))" ] ||
   fail "directory link count of tree is not 2 + subdirectories"
 
-step "a third host with an empty cache rebuilds everything from the log"
+step "a third host with an empty cache starts from a checkpoint plus the log after it"
+[ "$ROAMFS_TEST_STORE" != file ] || ls "$(rfs_store_dir A)/snap/" | grep -q '\.db\.lz4$' || fail "no checkpoint in the store's snap/"
 rfs_mount C
+grep -q "bootstrapped metadata from checkpoint snap/" "$(rfs_logfile C)" ||
+  fail "host C did not start from a checkpoint (see its log)"
 manifest "$(rfs_mp C)" >"$WORK/C.manifest"
 diff -u "$WORK/A.manifest" "$WORK/C.manifest" >&2 || fail "host C's replica differs from A's"
 cmp "$WORK/payload" "$(rfs_mp C)/first" || fail "host C reads different bytes"
