@@ -457,6 +457,35 @@ static int run_fusermount(const char *mp, int lazy)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
 }
 
+/* Whether /proc/self/mounts lists mp as a roamfs mount (mount escapes spaces as \040). */
+static int is_roamfs_mount(const char *mp)
+{
+	FILE *f = fopen("/proc/self/mounts", "re");
+	if (!f)
+		return 1; /* cannot tell: let the unmount itself decide */
+	char line[8192];
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char dev[4096], dir[4096], type[256];
+		if (sscanf(line, "%4095s %4095s %255s", dev, dir, type) != 3)
+			continue;
+		char un[4096];
+		size_t j = 0;
+		for (size_t i = 0; dir[i] && j < sizeof(un) - 1; i++) {
+			if (dir[i] == '\\' && dir[i + 1] >= '0' && dir[i + 1] <= '7' && dir[i + 2] && dir[i + 3]) {
+				un[j++] = (char)((dir[i + 1] - '0') * 64 + (dir[i + 2] - '0') * 8 + (dir[i + 3] - '0'));
+				i += 3;
+			} else {
+				un[j++] = dir[i];
+			}
+		}
+		un[j] = 0;
+		found = !strcmp(un, mp) && !strcmp(type, "fuse.roamfs");
+	}
+	fclose(f);
+	return found;
+}
+
 static int cmd_umount(int argc, char **argv)
 {
 	if (wants_help(argc, argv)) {
@@ -482,6 +511,8 @@ static int cmd_umount(int argc, char **argv)
 	char mp[PATH_MAX];
 	if (!realpath(mp_arg, mp))
 		snprintf(mp, sizeof(mp), "%s", mp_arg);
+	if (!is_roamfs_mount(mp))
+		die("'%s' is not a mounted roamfs file system (see 'mount -t fuse.roamfs')", mp);
 	int pid = 0;
 	char cache[PATH_MAX];
 	int known = registry_read(mp, &pid, cache, sizeof(cache)) == 0 && kill(pid, 0) == 0;

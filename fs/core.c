@@ -299,6 +299,8 @@ static void touch_dir(struct rfs_attr *dir, int64_t now)
 	dir->ctime = now;
 }
 
+static void bg_kick(struct rfs_fs *fs);
+
 /* ---------- block I/O ---------- */
 
 /* Brings a stored block into memory: cache, else the store (verified, then cached).
@@ -509,10 +511,37 @@ out:
 	return rc;
 }
 
+/* Staged data must never take the last free space of the cache disk: the flush that would
+ * free it needs room for a metadata transaction (SQLite's WAL). Keep a reserve of a tenth
+ * of the disk, between 1 and 64 MiB. */
+static int staging_space_ok(struct rfs_fs *fs, size_t incoming)
+{
+	struct statvfs sv;
+	if (statvfs(fs->staging_dir, &sv) < 0)
+		return 0; /* cannot tell: let the write itself fail if it must */
+	uint64_t total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	uint64_t reserve = total / 10;
+	if (reserve < (1u << 20))
+		reserve = 1u << 20;
+	if (reserve > (64u << 20))
+		reserve = 64u << 20;
+	/* a partial first write materialises up to a whole block */
+	uint64_t need = incoming + fs->format.block_size;
+	return avail >= reserve + need ? 0 : -ENOSPC;
+}
+
 ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size)
 {
 	if (check_writable(fs))
 		return -EROFS;
+	if (staging_space_ok(fs, size) < 0) {
+		RFS_LOG(LOG_WARNING, "cache disk of '%s' is nearly full: refusing a write to inode %" PRIu64
+			" with ENOSPC until staged data is uploaded (free space there or lower --cache-size)",
+			fs->cache_dir, ino);
+		bg_kick(fs);
+		return -ENOSPC;
+	}
 	struct node *n = node_get(fs, ino, 1);
 	if (!n)
 		return -ENOMEM;

@@ -341,7 +341,8 @@ int rfs_meta_commit(struct rfs_meta *m)
 	m->session = NULL;
 	if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		rc = sql_fail(m, "COMMIT");
-		exec(m, "ROLLBACK");
+		if (!sqlite3_get_autocommit(m->db))
+			exec(m, "ROLLBACK");
 	}
 	pthread_mutex_unlock(&m->lock);
 	return rc;
