@@ -855,6 +855,8 @@ static int flush_nodes(struct rfs_fs *fs, struct node **nodes, size_t count)
 		rc = seal_node(fs, &b, nodes[i], &snaps[i], buf);
 	if (rc == 0)
 		rc = upload_pack(fs, &b); /* C1: every pack is stored before the metadata below */
+	if (rc == 0 && b.ne)
+		rfs_crash_point("after-pack-upload");
 	if (rc == 0)
 		rc = commit_batch(fs, &b, snaps, count);
 	if (rc == 0) {

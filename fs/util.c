@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,4 +304,13 @@ fail:
 		close(fd);
 	unlink(tmp);
 	return rc;
+}
+
+void rfs_crash_point(const char *name)
+{
+	const char *at = getenv("ROAMFS_CRASH_AT");
+	if (at && !strcmp(at, name)) {
+		fprintf(stderr, "roamfs: crash point '%s' reached: SIGKILL\n", name);
+		kill(getpid(), SIGKILL);
+	}
 }

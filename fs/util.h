@@ -54,4 +54,8 @@ int rfs_read_file(const char *path, char **out, size_t *len);
 /* Writes a file atomically: temp file, fsync, rename, fsync dir. Returns 0 or -errno. */
 int rfs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Crash injection for tests: when the environment variable ROAMFS_CRASH_AT equals name, the
+ * process kills itself with SIGKILL right here (as a power cut or OOM kill would). */
+void rfs_crash_point(const char *name);
+
 #endif

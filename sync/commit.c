@@ -352,6 +352,8 @@ static int commit_locked(struct rfs_sync *s)
 		seq_key(applied + 1, key, sizeof(key));
 		rc = rfs_store_put_if_absent(s->store, key, rec.data, rec.len);
 		rfs_buf_free(&rec);
+		if (rc == 0)
+			rfs_crash_point("after-log-put"); /* committed, local bookkeeping not yet done */
 		if (rc == 0 || rc == -EEXIST || rc == -EIO || rc == -ETIMEDOUT) {
 			/* Whatever the reply said, the slot now decides (C2, C3): pull it. If it holds
 			 * our commit id, apply_record recognises it and clears pending. */
