@@ -35,6 +35,7 @@
 #include "fs/log.h"
 #include "fs/meta.h"
 #include "fs/pack.h"
+#include "fs/prefetch.h"
 #include "sync/commit.h"
 
 #ifndef RFS_PACK_TARGET
@@ -42,6 +43,17 @@
 #endif
 #ifndef RFS_OPEN_PULL_AGE_MS
 #define RFS_OPEN_PULL_AGE_MS 200 /* open() pulls the log first if the last pull is older */
+#endif
+#ifndef RFS_SMALL_BLOCK
+#define RFS_SMALL_BLOCK (256u << 10) /* blocks up to this size are fetched with neighbours */
+#endif
+#define RFS_WINDOW_BEFORE (1u << 20)  /* neighbours fetched before a small block's offset */
+#define RFS_WINDOW_AFTER (7u << 20)   /* and after it */
+#ifndef RFS_READAHEAD_BLOCKS
+#define RFS_READAHEAD_BLOCKS 8 /* blocks fetched ahead of a sequential reader */
+#endif
+#ifndef RFS_PREFETCH_THREADS
+#define RFS_PREFETCH_THREADS 8
 #endif
 #ifndef RFS_SNAPSHOT_EVERY
 #define RFS_SNAPSHOT_EVERY 2000 /* log records between checkpoints */
@@ -71,6 +83,7 @@ struct node {
 	uint64_t size;
 	int64_t mtime, ctime;
 	int64_t dirty_since_ms; /* CLOCK_BOOTTIME of the oldest unflushed change, 0: clean */
+	uint64_t ra_next;     /* where a sequential reader continues (readahead trigger) */
 	int dirty;            /* nblocks || attr_dirty; written under lock, read atomically
 			       * under fs->nodes_lock (which must never wait for a node lock) */
 };
@@ -83,6 +96,7 @@ struct rfs_fs {
 	struct rfs_meta *meta;
 	struct rfs_cache *cache;
 	struct rfs_sync *sync;
+	struct rfs_prefetch *prefetch; /* readahead workers, from rfs_fs_start */
 	struct rfs_format format;
 	char host_id[40];
 
@@ -303,6 +317,104 @@ static void bg_kick(struct rfs_fs *fs);
 
 /* ---------- block I/O ---------- */
 
+struct win_block {
+	uint8_t hash[RFS_HASH_LEN];
+	struct rfs_block_loc loc;
+};
+
+struct win_list {
+	struct win_block *v;
+	size_t n, cap;
+};
+
+static int win_collect(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc)
+{
+	struct win_list *w = arg;
+	if (w->n == w->cap) {
+		size_t nc = w->cap ? w->cap * 2 : 64;
+		if (nc > 16384)
+			return 1;
+		struct win_block *nv = realloc(w->v, nc * sizeof(*nv));
+		if (!nv)
+			return 1;
+		w->v = nv;
+		w->cap = nc;
+	}
+	memcpy(w->v[w->n].hash, hash, RFS_HASH_LEN);
+	w->v[w->n].loc = *loc;
+	w->n++;
+	return 0;
+}
+
+/* A small block (a small file) is fetched together with its neighbours in the pack: files
+ * written together are read together (a Python package, a conda env), so one ranged GET
+ * warms the cache for many of them. Returns -EAGAIN to fall back to a single-block GET. */
+static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *want,
+		       uint8_t *buf)
+{
+	struct win_list w = {0};
+	uint64_t from = want->off > RFS_WINDOW_BEFORE ? want->off - RFS_WINDOW_BEFORE : 0;
+	uint64_t to = want->off + want->slen + RFS_WINDOW_AFTER;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_blocks_in_range(fs->meta, want->pack, from, to, win_collect, &w);
+	rfs_meta_unlock(fs->meta);
+	struct rfs_buf b = {0};
+	uint8_t *tmp = NULL;
+	char key[64];
+	rfs_pack_key(want->pack, key, sizeof(key));
+	if (rc < 0 || w.n == 0) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	uint64_t start = w.v[0].loc.off, end = start;
+	for (size_t i = 0; i < w.n; i++)
+		if (w.v[i].loc.off + w.v[i].loc.slen > end)
+			end = w.v[i].loc.off + w.v[i].loc.slen;
+	if (want->off < start || want->off + want->slen > end) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	rc = rfs_store_get(fs->store, key, start, end - start, &b);
+	if (rc < 0) {
+		char cause[256];
+		rfs_store_error(fs->store, cause, sizeof(cause));
+		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, start, cause[0] ? cause : strerror(-rc));
+		rc = -EIO;
+		goto out;
+	}
+	tmp = malloc(fs->format.block_size);
+	if (!tmp) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = -EIO;
+	for (size_t i = 0; i < w.n; i++) {
+		struct rfs_block_loc *l = &w.v[i].loc;
+		int mine = !memcmp(w.v[i].hash, hash, RFS_HASH_LEN);
+		if (l->off + l->slen > start + b.len || l->rlen > fs->format.block_size)
+			continue;
+		if (!mine && rfs_cache_has(fs->cache, w.v[i].hash))
+			continue;
+		uint8_t *dst = mine ? buf : tmp;
+		int d = rfs_pack_decode_block(b.data + (l->off - start), l->slen, l->codec, l->rlen, w.v[i].hash, dst);
+		if (d < 0) {
+			char hex[2 * RFS_HASH_LEN + 1];
+			rfs_hex(w.v[i].hash, RFS_HASH_LEN, hex);
+			RFS_LOG(LOG_ERR, "pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
+				"run 'roamfs fsck' on the store", key, hex, l->off);
+			continue;
+		}
+		rfs_cache_put(fs->cache, w.v[i].hash, dst, l->rlen);
+		if (mine)
+			rc = 0;
+	}
+out:
+	rfs_buf_free(&b);
+	free(tmp);
+	free(w.v);
+	return rc;
+}
+
 /* Brings a stored block into memory: cache, else the store (verified, then cached).
  * buf holds block_size bytes; *len receives the block's length. */
 static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t *buf, uint32_t *len)
@@ -329,6 +441,15 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 	if (loc.rlen > fs->format.block_size) {
 		RFS_LOG(LOG_ERR, "block in pack %s claims %u bytes, more than the block size", loc.pack, loc.rlen);
 		return -EIO;
+	}
+	if (loc.rlen <= RFS_SMALL_BLOCK) {
+		rc = load_window(fs, hash, &loc, buf);
+		if (rc == 0) {
+			*len = loc.rlen;
+			return 0;
+		}
+		if (rc != -EAGAIN)
+			return rc;
 	}
 	char key[64];
 	rfs_pack_key(loc.pack, key, sizeof(key));
@@ -473,21 +594,52 @@ static int node_load_attr(struct rfs_fs *fs, struct node *n)
 	return 0;
 }
 
+struct clean_part {
+	uint64_t idx;
+	uint32_t boff, len;
+	size_t dst;
+};
+
+/* Queues the stored blocks after idx for background fetching (sequential readers). */
+static void readahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t size)
+{
+	if (!fs->prefetch)
+		return;
+	uint64_t last = size ? (size - 1) / fs->format.block_size : 0;
+	for (uint64_t i = idx + 1; i <= idx + RFS_READAHEAD_BLOCKS && i <= last; i++) {
+		uint8_t hash[RFS_HASH_LEN];
+		rfs_meta_lock(fs->meta);
+		int rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
+		rfs_meta_unlock(fs->meta);
+		if (rc == 0 && !rfs_cache_has(fs->cache, hash))
+			rfs_prefetch_add(fs->prefetch, hash);
+	}
+}
+
 ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf)
 {
 	struct node *n = node_get(fs, ino, 1);
 	if (!n)
 		return -ENOMEM;
+	struct clean_part parts[8], *cp = parts;
+	size_t nparts = 0, capparts = 8;
+	int sequential = 0;
+	uint64_t fsize = 0;
+	/* Dirty blocks are read under the node lock (staging may change); stored blocks are read
+	 * after it is dropped, so parallel reads of one file fetch in parallel. */
 	pthread_mutex_lock(&n->lock);
 	ssize_t rc = node_load_attr(fs, n);
 	if (rc < 0)
-		goto out;
+		goto unlock;
+	fsize = n->size;
 	if (off >= n->size) {
 		rc = 0;
-		goto out;
+		goto unlock;
 	}
 	if (size > n->size - off)
 		size = (size_t)(n->size - off);
+	sequential = off == n->ra_next || (off && off / fs->format.block_size == n->ra_next / fs->format.block_size);
+	n->ra_next = off + size;
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
 	while (done < size) {
@@ -497,18 +649,56 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 		uint32_t chunk = bs - boff;
 		if (chunk > size - done)
 			chunk = (uint32_t)(size - done);
-		int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done);
-		if (r < 0) {
-			rc = r;
-			goto out;
+		if (dblock_find(n, idx)) {
+			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done);
+			if (r < 0) {
+				rc = r;
+				goto unlock;
+			}
+		} else {
+			if (nparts == capparts) {
+				struct clean_part *np = malloc(capparts * 2 * sizeof(*np));
+				if (!np) {
+					rc = -ENOMEM;
+					goto unlock;
+				}
+				memcpy(np, cp, nparts * sizeof(*np));
+				if (cp != parts)
+					free(cp);
+				cp = np;
+				capparts *= 2;
+			}
+			cp[nparts++] = (struct clean_part){idx, boff, chunk, done};
 		}
 		done += chunk;
 	}
 	rc = (ssize_t)done;
-out:
+unlock:
 	pthread_mutex_unlock(&n->lock);
+	for (size_t i = 0; rc >= 0 && i < nparts; i++) {
+		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst);
+		if (r < 0)
+			rc = r;
+	}
+	if (rc > 0 && sequential)
+		readahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, fsize);
+	if (cp != parts)
+		free(cp);
 	node_put(fs, n);
 	return rc;
+}
+
+/* Prefetch worker: bring one block into the cache. */
+static void prefetch_block(void *arg, const uint8_t hash[RFS_HASH_LEN])
+{
+	struct rfs_fs *fs = arg;
+	if (rfs_cache_has(fs->cache, hash))
+		return;
+	uint8_t *buf = malloc(fs->format.block_size);
+	uint32_t len;
+	if (buf)
+		load_block(fs, hash, buf, &len);
+	free(buf);
 }
 
 /* Staged data must never take the last free space of the cache disk: the flush that would
@@ -2008,6 +2198,8 @@ void rfs_fs_set_invalidate(struct rfs_fs *fs, rfs_inval_cb cb, void *arg)
 
 int rfs_fs_start(struct rfs_fs *fs)
 {
+	if (rfs_prefetch_start(RFS_PREFETCH_THREADS, prefetch_block, fs, &fs->prefetch) < 0)
+		fs->prefetch = NULL; /* no readahead, still correct */
 	int rc = pthread_create(&fs->bg_thread, NULL, bg_thread, fs);
 	if (rc)
 		return -rc;
@@ -2018,6 +2210,8 @@ int rfs_fs_start(struct rfs_fs *fs)
 
 int rfs_fs_close(struct rfs_fs *fs)
 {
+	rfs_prefetch_stop(fs->prefetch);
+	fs->prefetch = NULL;
 	if (fs->bg_running) {
 		pthread_mutex_lock(&fs->bg_lock);
 		fs->bg_stop = 1;

@@ -34,6 +34,7 @@ static const char schema_sql[] =
 	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS blocks(hash BLOB PRIMARY KEY, pack TEXT NOT NULL, off INT NOT NULL,"
 	" slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS blocks_pack ON blocks(pack, off);"
 	"CREATE TABLE IF NOT EXISTS xattrs(ino INT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
 	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS ranges(start INTEGER PRIMARY KEY, host TEXT NOT NULL);"
@@ -64,6 +65,7 @@ enum stmt_id {
 	S_BMAP_EACH,
 	S_BLOCK_GET,
 	S_BLOCK_PUT,
+	S_BLOCKS_RANGE,
 	S_XATTR_GET,
 	S_XATTR_INSERT,
 	S_XATTR_UPDATE,
@@ -117,6 +119,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_BMAP_EACH] = "SELECT idx, hash FROM bmap WHERE ino=? ORDER BY idx",
 	[S_BLOCK_GET] = "SELECT pack,off,slen,rlen,codec FROM blocks WHERE hash=?",
 	[S_BLOCK_PUT] = "INSERT OR IGNORE INTO blocks(hash,pack,off,slen,rlen,codec) VALUES(?,?,?,?,?,?)",
+	[S_BLOCKS_RANGE] = "SELECT hash,off,slen,rlen,codec FROM blocks WHERE pack=? AND off>=? AND off<? ORDER BY off",
 	[S_XATTR_GET] = "SELECT value FROM xattrs WHERE ino=? AND name=?",
 	[S_XATTR_INSERT] = "INSERT INTO xattrs(ino,name,value) VALUES(?,?,?)",
 	[S_XATTR_UPDATE] = "UPDATE xattrs SET value=? WHERE ino=? AND name=?",
@@ -699,6 +702,35 @@ int rfs_meta_block_put(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], con
 	sqlite3_bind_int64(s, 5, loc->rlen);
 	sqlite3_bind_int64(s, 6, loc->codec);
 	return run(m, s, "writing a block location");
+}
+
+int rfs_meta_blocks_in_range(struct rfs_meta *m, const char *pack, uint64_t from, uint64_t to, rfs_block_cb cb,
+			     void *arg)
+{
+	sqlite3_stmt *s = stmt(m, S_BLOCKS_RANGE);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, pack, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)from);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)to);
+	int r, rc = 0;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(s, 0) != RFS_HASH_LEN)
+			continue;
+		struct rfs_block_loc loc;
+		snprintf(loc.pack, sizeof(loc.pack), "%s", pack);
+		loc.off = (uint64_t)sqlite3_column_int64(s, 1);
+		loc.slen = (uint32_t)sqlite3_column_int64(s, 2);
+		loc.rlen = (uint32_t)sqlite3_column_int64(s, 3);
+		loc.codec = (uint8_t)sqlite3_column_int64(s, 4);
+		if (cb(arg, sqlite3_column_blob(s, 0), &loc))
+			break;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = sql_fail(m, "listing blocks of a pack");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
 }
 
 int rfs_meta_xattr_get(struct rfs_meta *m, uint64_t ino, const char *name, struct rfs_buf *out)

@@ -97,6 +97,11 @@ int rfs_meta_bmap_each(struct rfs_meta *m, uint64_t ino, rfs_bmap_cb cb, void *a
 int rfs_meta_block_get(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], struct rfs_block_loc *loc);
 int rfs_meta_block_put(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc);
 
+/* Blocks stored in pack between byte offsets [from, to), in offset order. */
+typedef int (*rfs_block_cb)(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc);
+int rfs_meta_blocks_in_range(struct rfs_meta *m, const char *pack, uint64_t from, uint64_t to, rfs_block_cb cb,
+			     void *arg);
+
 int rfs_meta_xattr_get(struct rfs_meta *m, uint64_t ino, const char *name, struct rfs_buf *out);
 /* flags: XATTR_CREATE / XATTR_REPLACE semantics (-EEXIST / -ENODATA). */
 int rfs_meta_xattr_set(struct rfs_meta *m, uint64_t ino, const char *name, const void *v, size_t len, int flags);

@@ -1,0 +1,148 @@
+#include "fs/prefetch.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QUEUE_LEN 256
+#define MAX_THREADS 32
+
+struct rfs_prefetch {
+	rfs_fetch_fn fetch;
+	void *arg;
+	int nthreads;
+	pthread_t threads[MAX_THREADS];
+	pthread_mutex_t lock;
+	pthread_cond_t work, idle;
+	/* below: protected by lock */
+	uint8_t queue[QUEUE_LEN][RFS_HASH_LEN];
+	size_t head, count;
+	uint8_t running[MAX_THREADS][RFS_HASH_LEN];
+	int busy[MAX_THREADS];
+	int stop;
+};
+
+struct worker {
+	struct rfs_prefetch *p;
+	int id;
+};
+
+static int known_locked(struct rfs_prefetch *p, const uint8_t *hash)
+{
+	for (size_t i = 0; i < p->count; i++)
+		if (!memcmp(p->queue[(p->head + i) % QUEUE_LEN], hash, RFS_HASH_LEN))
+			return 1;
+	for (int i = 0; i < p->nthreads; i++)
+		if (p->busy[i] && !memcmp(p->running[i], hash, RFS_HASH_LEN))
+			return 1;
+	return 0;
+}
+
+static void *work(void *arg)
+{
+	struct rfs_prefetch *p = ((struct worker *)arg)->p;
+	int id = ((struct worker *)arg)->id;
+	free(arg);
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->stop && !p->count)
+			pthread_cond_wait(&p->work, &p->lock);
+		if (p->stop)
+			break;
+		memcpy(p->running[id], p->queue[p->head], RFS_HASH_LEN);
+		p->head = (p->head + 1) % QUEUE_LEN;
+		p->count--;
+		p->busy[id] = 1;
+		pthread_mutex_unlock(&p->lock);
+		p->fetch(p->arg, p->running[id]);
+		pthread_mutex_lock(&p->lock);
+		p->busy[id] = 0;
+		int any = p->count > 0;
+		for (int i = 0; i < p->nthreads; i++)
+			any |= p->busy[i];
+		if (!any)
+			pthread_cond_broadcast(&p->idle);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int rfs_prefetch_start(int nthreads, rfs_fetch_fn fetch, void *arg, struct rfs_prefetch **out)
+{
+	if (nthreads < 1)
+		nthreads = 1;
+	if (nthreads > MAX_THREADS)
+		nthreads = MAX_THREADS;
+	struct rfs_prefetch *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->fetch = fetch;
+	p->arg = arg;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->idle, NULL);
+	for (int i = 0; i < nthreads; i++) {
+		struct worker *w = malloc(sizeof(*w));
+		if (!w || pthread_create(&p->threads[i], NULL, work, w ? (w->p = p, w->id = i, w) : NULL) != 0) {
+			free(w);
+			break;
+		}
+		p->nthreads++;
+	}
+	if (!p->nthreads) {
+		rfs_prefetch_stop(p);
+		return -EAGAIN;
+	}
+	*out = p;
+	return 0;
+}
+
+int rfs_prefetch_add(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN])
+{
+	int rc = 0;
+	pthread_mutex_lock(&p->lock);
+	if (!known_locked(p, hash)) {
+		if (p->count == QUEUE_LEN) {
+			rc = -EAGAIN;
+		} else {
+			memcpy(p->queue[(p->head + p->count) % QUEUE_LEN], hash, RFS_HASH_LEN);
+			p->count++;
+			pthread_cond_signal(&p->work);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+void rfs_prefetch_wait_idle(struct rfs_prefetch *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		int any = p->count > 0;
+		for (int i = 0; i < p->nthreads; i++)
+			any |= p->busy[i];
+		if (!any || p->stop)
+			break;
+		pthread_cond_wait(&p->idle, &p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void rfs_prefetch_stop(struct rfs_prefetch *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = 1;
+	p->count = 0;
+	pthread_cond_broadcast(&p->work);
+	pthread_cond_broadcast(&p->idle);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->idle);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
