@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/s3.h"
 #include "fs/log.h"
 
 int rfs_store_open(const char *url, struct rfs_store **out, char *err, size_t errlen)
@@ -14,10 +15,12 @@ int rfs_store_open(const char *url, struct rfs_store **out, char *err, size_t er
 		return rfs_file_store_open(url + 7, out, err, errlen);
 	if (url[0] == '/' || url[0] == '.')
 		return rfs_file_store_open(url, out, err, errlen);
+	if (!strncmp(url, "s3://", 5) || !strncmp(url, "oss://", 6) || !strncmp(url, "obs://", 6))
+		return rfs_s3_store_open(url, out, err, errlen);
 	const char *colon = strstr(url, "://");
 	if (colon) {
 		snprintf(err, errlen,
-			 "store type '%.*s' is not supported by this build; use file:///path/to/dir",
+			 "store type '%.*s' is not supported by this build; use file:///path/to/dir, s3://, oss:// or obs://",
 			 (int)(colon - url), url);
 		return -EPROTONOSUPPORT;
 	}
