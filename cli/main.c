@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "cli/admin.h"
 #include "fs/control.h"
 #include "fs/core.h"
 #include "fs/format.h"
@@ -57,6 +58,8 @@ static const char usage_main[] =
 	"  umount MP         upload everything, then unmount MP\n"
 	"  status [MP]       what is synced, pending, cached; peers; errors (--json)\n"
 	"  sync [MP]         upload and commit now (--wait: until nothing is pending)\n"
+	"  fsck STORE        check the store: log, packs, blocks; which files lose data (--repair)\n"
+	"  gc STORE          delete packs no file uses, after a grace period (--dry-run)\n"
 	"  version           print the version\n"
 	"\n"
 	"STORE is file:///abs/dir or a plain directory path.\n"
@@ -408,7 +411,8 @@ static int cmd_mount(int argc, char **argv)
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/last-exit", d.cache_dir);
 	const char *status = crc == 0 ? "clean\n" : "pending: some data or metadata could not be uploaded; see roamfs.log\n";
-	rfs_write_file_atomic(path, status, strlen(status), 0644);
+	if (rfs_write_file_atomic(path, status, strlen(status), 0644) < 0)
+		RFS_LOG(LOG_ERR, "cannot record the unmount outcome in '%s'", path);
 	snprintf(path, sizeof(path), "%s/roamfs.pid", d.cache_dir);
 	unlink(path);
 	unlink(d.registry);
@@ -486,6 +490,23 @@ static int is_roamfs_mount(const char *mp)
 	return found;
 }
 
+/* Alive and not a zombie waiting for its (re)parent to reap it. */
+static int process_alive(int pid)
+{
+	if (kill(pid, 0) < 0)
+		return 0;
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+}
+
 static int cmd_umount(int argc, char **argv)
 {
 	if (wants_help(argc, argv)) {
@@ -534,7 +555,7 @@ static int cmd_umount(int argc, char **argv)
 	}
 	/* The daemon uploads whatever is left after the kernel lets go: wait for it. */
 	int64_t start = rfs_monotonic_ms(), last_note = start;
-	while (kill(pid, 0) == 0) {
+	while (process_alive(pid)) {
 		struct timespec ts = {0, 50 * 1000000};
 		nanosleep(&ts, NULL);
 		int64_t now = rfs_monotonic_ms();
@@ -547,7 +568,13 @@ static int cmd_umount(int argc, char **argv)
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/last-exit", cache);
 	char *status = NULL;
-	if (rfs_read_file(path, &status, NULL) == 0 && strncmp(status, "clean", 5)) {
+	if (rfs_read_file(path, &status, NULL) < 0) {
+		fprintf(stderr, "roamfs: error: unmounted '%s', but its daemon exited without reporting whether "
+			"everything was uploaded; see %s/roamfs.log, and mount again with the same cache dir to "
+			"finish any pending uploads\n", mp, cache);
+		return 1;
+	}
+	if (strncmp(status, "clean", 5)) {
 		fprintf(stderr, "roamfs: error: unmounted '%s', but %s", mp, status);
 		free(status);
 		return 1;
@@ -1078,6 +1105,10 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "sync"))
 		return cmd_sync(argc - 1, argv + 1);
+	if (!strcmp(cmd, "fsck"))
+		return rfs_cmd_fsck(argc - 1, argv + 1);
+	if (!strcmp(cmd, "gc"))
+		return rfs_cmd_gc(argc - 1, argv + 1);
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("roamfs %s\n", RFS_VERSION);
 		return 0;

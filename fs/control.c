@@ -86,11 +86,70 @@ static void do_status(struct rfs_control *c, struct rfs_buf *b)
 	rfs_fs_list_conflicts(c->fs, 20, conflict_line, b);
 }
 
+struct warm_ctx {
+	int fd;
+	int64_t last;
+};
+
+static void warm_progress(void *arg, uint64_t db, uint64_t tb, uint64_t dbytes, uint64_t tbytes)
+{
+	struct warm_ctx *w = arg;
+	char line[160];
+	int n = snprintf(line, sizeof(line), "progress=%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", db, tb,
+			 dbytes, tbytes);
+	(void)!write(w->fd, line, (size_t)n);
+}
+
+/* "warmup JOBS\n" then one inode number per line, then ".\n". */
+static void do_warmup(struct rfs_control *c, int fd, const char *cmd, const char *rest, size_t restlen,
+		      struct rfs_buf *b)
+{
+	int jobs = atoi(cmd + 7);
+	if (jobs <= 0)
+		jobs = 16;
+	struct rfs_buf in = {0};
+	in.cap_limit = 256u << 20;
+	rfs_buf_append(&in, rest, restlen);
+	while (!(in.len >= 2 && !memcmp(in.data + in.len - 2, ".\n", 2))) {
+		char chunk[65536];
+		ssize_t r = read(fd, chunk, sizeof(chunk));
+		if (r <= 0 || rfs_buf_append(&in, chunk, (size_t)r) < 0)
+			break;
+	}
+	size_t cap = 1024, n = 0;
+	uint64_t *inos = malloc(cap * sizeof(*inos));
+	char *save = NULL;
+	rfs_buf_append(&in, "", 1);
+	for (char *t = inos ? strtok_r((char *)in.data, "\n", &save) : NULL; t; t = strtok_r(NULL, "\n", &save)) {
+		if (!strcmp(t, "."))
+			break;
+		if (n == cap) {
+			uint64_t *ni = realloc(inos, cap * 2 * sizeof(*ni));
+			if (!ni)
+				break;
+			inos = ni;
+			cap *= 2;
+		}
+		inos[n++] = strtoull(t, NULL, 10);
+	}
+	rfs_buf_free(&in);
+	struct rfs_warmup_result r;
+	struct warm_ctx w = {fd, 0};
+	int rc = inos ? rfs_warmup(c->fs, inos, n, jobs, warm_progress, &w, &r) : -ENOMEM;
+	free(inos);
+	if (rc < 0)
+		out(b, "error=%s\n", strerror(-rc));
+	else
+		out(b, "ok blocks=%" PRIu64 " bytes=%" PRIu64 " already_cached=%" PRIu64 " fetched=%" PRIu64
+		       " not_fitting_bytes=%" PRIu64 " failed=%" PRIu64 "\n",
+		    r.blocks, r.bytes, r.already_cached, r.fetched, r.not_fitting_bytes, r.failed);
+}
+
 static void *serve(void *arg)
 {
 	struct conn *cn = arg;
 	struct rfs_control *c = cn->c;
-	char cmd[256];
+	char cmd[4096];
 	size_t got = 0;
 	while (got < sizeof(cmd) - 1) {
 		ssize_t r = read(cn->fd, cmd + got, sizeof(cmd) - 1 - got);
@@ -102,11 +161,18 @@ static void *serve(void *arg)
 	}
 	cmd[got] = 0;
 	char *nl = strchr(cmd, '\n');
-	if (nl)
+	const char *rest = "";
+	size_t restlen = 0;
+	if (nl) {
 		*nl = 0;
+		rest = nl + 1;
+		restlen = got - (size_t)(nl + 1 - cmd);
+	}
 	struct rfs_buf b = {0};
 	b.cap_limit = 1 << 20;
-	if (!strcmp(cmd, "status")) {
+	if (!strncmp(cmd, "warmup", 6)) {
+		do_warmup(c, cn->fd, cmd, rest, restlen, &b);
+	} else if (!strcmp(cmd, "status")) {
 		do_status(c, &b);
 	} else if (!strcmp(cmd, "sync")) {
 		int rc = rfs_sync_all(c->fs);

@@ -442,7 +442,8 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		RFS_LOG(LOG_ERR, "block in pack %s claims %u bytes, more than the block size", loc.pack, loc.rlen);
 		return -EIO;
 	}
-	if (loc.rlen <= RFS_SMALL_BLOCK) {
+	/* a short block is a small file (or a file's tail): fetch its pack neighbours too */
+	if (loc.rlen <= RFS_SMALL_BLOCK && loc.rlen < fs->format.block_size) {
 		rc = load_window(fs, hash, &loc, buf);
 		if (rc == 0) {
 			*len = loc.rlen;
@@ -601,7 +602,7 @@ struct clean_part {
 };
 
 /* Queues the stored blocks after idx for background fetching (sequential readers). */
-static void readahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t size)
+static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t size)
 {
 	if (!fs->prefetch)
 		return;
@@ -681,7 +682,7 @@ unlock:
 			rc = r;
 	}
 	if (rc > 0 && sequential)
-		readahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, fsize);
+		read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, fsize);
 	if (cp != parts)
 		free(cp);
 	node_put(fs, n);
@@ -926,7 +927,8 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 		pthread_mutex_unlock(&n->lock);
 		return -ENOMEM;
 	}
-	memcpy(list, n->blocks, count * sizeof(*list));
+	if (count)
+		memcpy(list, n->blocks, count * sizeof(*list));
 	uint64_t size = n->size;
 	int rc = 0;
 	/* Reading staging under the node lock keeps a concurrent write from tearing the block;
@@ -2384,5 +2386,119 @@ int rfs_fs_list_conflicts(struct rfs_fs *fs, int limit, int (*cb)(void *arg, int
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_conflicts(fs->meta, limit, cb, arg);
 	rfs_meta_unlock(fs->meta);
+	return rc;
+}
+
+/* ---------- warmup ---------- */
+
+struct hash_list {
+	uint8_t (*h)[RFS_HASH_LEN];
+	size_t n, cap;
+};
+
+static int collect_hash(void *arg, uint64_t idx, const uint8_t hash[RFS_HASH_LEN])
+{
+	(void)idx;
+	struct hash_list *l = arg;
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 1024;
+		uint8_t(*nh)[RFS_HASH_LEN] = realloc(l->h, nc * RFS_HASH_LEN);
+		if (!nh)
+			return 1;
+		l->h = nh;
+		l->cap = nc;
+	}
+	memcpy(l->h[l->n++], hash, RFS_HASH_LEN);
+	return 0;
+}
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return memcmp(a, b, RFS_HASH_LEN);
+}
+
+int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
+	       void (*progress)(void *arg, uint64_t, uint64_t, uint64_t, uint64_t), void *arg,
+	       struct rfs_warmup_result *res)
+{
+	struct hash_list l = {0};
+	uint32_t *sizes = NULL;
+	struct rfs_prefetch *pool = NULL;
+	int rc = 0;
+	memset(res, 0, sizeof(*res));
+	rfs_meta_lock(fs->meta);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = rfs_meta_bmap_each(fs->meta, inos[i], collect_hash, &l);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0)
+		goto out;
+	if (l.n)
+		qsort(l.h, l.n, RFS_HASH_LEN, cmp_hash);
+	size_t u = 0;
+	for (size_t i = 0; i < l.n; i++)
+		if (!u || memcmp(l.h[u - 1], l.h[i], RFS_HASH_LEN))
+			memcpy(l.h[u++], l.h[i], RFS_HASH_LEN);
+	l.n = u;
+	sizes = calloc(l.n ? l.n : 1, sizeof(*sizes));
+	if (!sizes) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	uint64_t need = 0;
+	rfs_meta_lock(fs->meta);
+	for (size_t i = 0; i < l.n; i++) {
+		struct rfs_block_loc loc;
+		if (rfs_meta_block_get(fs->meta, l.h[i], &loc) == 0)
+			sizes[i] = loc.rlen;
+		res->bytes += sizes[i];
+	}
+	rfs_meta_unlock(fs->meta);
+	res->blocks = l.n;
+	for (size_t i = 0; i < l.n; i++) {
+		if (rfs_cache_has(fs->cache, l.h[i]))
+			res->already_cached++;
+		else
+			need += sizes[i];
+	}
+	struct rfs_cache_stats cs;
+	rfs_cache_get_stats(fs->cache, &cs);
+	if (res->bytes > cs.limit)
+		res->not_fitting_bytes = res->bytes - cs.limit;
+	if (res->already_cached < l.n) {
+		rc = rfs_prefetch_start(jobs, prefetch_block, fs, &pool);
+		if (rc < 0)
+			goto out;
+		int64_t last = 0;
+		for (size_t i = 0; i < l.n; i++) {
+			if (!rfs_cache_has(fs->cache, l.h[i]))
+				rfs_prefetch_add_wait(pool, l.h[i]);
+			if (progress && rfs_monotonic_ms() - last >= 500) {
+				last = rfs_monotonic_ms();
+				uint64_t db = 0, dn = 0;
+				for (size_t j = 0; j < l.n; j++)
+					if (rfs_cache_has(fs->cache, l.h[j])) {
+						dn++;
+						db += sizes[j];
+					}
+				progress(arg, dn, l.n, db, res->bytes);
+			}
+		}
+		rfs_prefetch_wait_idle(pool);
+	}
+	uint64_t done = 0, done_bytes = 0;
+	for (size_t i = 0; i < l.n; i++)
+		if (rfs_cache_has(fs->cache, l.h[i])) {
+			done++;
+			done_bytes += sizes[i];
+		}
+	res->fetched = done > res->already_cached ? done - res->already_cached : 0;
+	if (done < l.n && !res->not_fitting_bytes)
+		res->failed = l.n - done;
+	if (progress)
+		progress(arg, done, l.n, done_bytes, res->bytes);
+out:
+	rfs_prefetch_stop(pool);
+	free(sizes);
+	free(l.h);
 	return rc;
 }

@@ -133,6 +133,20 @@ void rfs_fs_kick(struct rfs_fs *fs);
 /* Sets who we are for the heartbeat (before rfs_fs_start). */
 void rfs_fs_set_identity(struct rfs_fs *fs, const char *mountpoint);
 
+/* Warmup: bring every stored block of the given files into the SSD cache with `jobs`
+ * parallel fetches. progress(arg, done_blocks, total_blocks, done_bytes, total_bytes) is
+ * called about twice a second. Blocks already cached cost nothing (a second run is instant). */
+struct rfs_warmup_result {
+	uint64_t blocks, bytes;            /* distinct stored blocks of the files, their size */
+	uint64_t already_cached, fetched;  /* blocks */
+	uint64_t not_fitting_bytes;        /* what could not stay in the cache (its limit) */
+	uint64_t failed;                   /* blocks that could not be fetched */
+};
+int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
+	       void (*progress)(void *arg, uint64_t done_blocks, uint64_t total_blocks, uint64_t done_bytes,
+				uint64_t total_bytes),
+	       void *arg, struct rfs_warmup_result *res);
+
 /* Uploads every dirty block and commits all metadata; returns when it is in the store. */
 int rfs_sync_all(struct rfs_fs *fs);
 

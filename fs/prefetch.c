@@ -14,7 +14,7 @@ struct rfs_prefetch {
 	int nthreads;
 	pthread_t threads[MAX_THREADS];
 	pthread_mutex_t lock;
-	pthread_cond_t work, idle;
+	pthread_cond_t work, idle, room;
 	/* below: protected by lock */
 	uint8_t queue[QUEUE_LEN][RFS_HASH_LEN];
 	size_t head, count;
@@ -53,6 +53,7 @@ static void *work(void *arg)
 		memcpy(p->running[id], p->queue[p->head], RFS_HASH_LEN);
 		p->head = (p->head + 1) % QUEUE_LEN;
 		p->count--;
+		pthread_cond_signal(&p->room);
 		p->busy[id] = 1;
 		pthread_mutex_unlock(&p->lock);
 		p->fetch(p->arg, p->running[id]);
@@ -82,6 +83,7 @@ int rfs_prefetch_start(int nthreads, rfs_fetch_fn fetch, void *arg, struct rfs_p
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->idle, NULL);
+	pthread_cond_init(&p->room, NULL);
 	for (int i = 0; i < nthreads; i++) {
 		struct worker *w = malloc(sizeof(*w));
 		if (!w || pthread_create(&p->threads[i], NULL, work, w ? (w->p = p, w->id = i, w) : NULL) != 0) {
@@ -115,6 +117,21 @@ int rfs_prefetch_add(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN])
 	return rc;
 }
 
+int rfs_prefetch_add_wait(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN])
+{
+	pthread_mutex_lock(&p->lock);
+	while (p->count == QUEUE_LEN && !p->stop)
+		pthread_cond_wait(&p->room, &p->lock);
+	int rc = p->stop ? -ECANCELED : 0;
+	if (rc == 0 && !known_locked(p, hash)) {
+		memcpy(p->queue[(p->head + p->count) % QUEUE_LEN], hash, RFS_HASH_LEN);
+		p->count++;
+		pthread_cond_signal(&p->work);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
 void rfs_prefetch_wait_idle(struct rfs_prefetch *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -138,11 +155,13 @@ void rfs_prefetch_stop(struct rfs_prefetch *p)
 	p->count = 0;
 	pthread_cond_broadcast(&p->work);
 	pthread_cond_broadcast(&p->idle);
+	pthread_cond_broadcast(&p->room);
 	pthread_mutex_unlock(&p->lock);
 	for (int i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->idle);
+	pthread_cond_destroy(&p->room);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -21,6 +21,8 @@ typedef void (*rfs_fetch_fn)(void *arg, const uint8_t hash[RFS_HASH_LEN]);
 
 int rfs_prefetch_start(int nthreads, rfs_fetch_fn fetch, void *arg, struct rfs_prefetch **out);
 int rfs_prefetch_add(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN]);
+/* Like rfs_prefetch_add, but waits for room instead of dropping (bulk warmup). */
+int rfs_prefetch_add_wait(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN]);
 void rfs_prefetch_wait_idle(struct rfs_prefetch *p);
 void rfs_prefetch_stop(struct rfs_prefetch *p);
 
