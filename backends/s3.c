@@ -1027,6 +1027,8 @@ struct s3_req {
 	const char *content_type;
 	struct rfs_buf *out; /* a 2xx body goes here, bounded by out->cap_limit; NULL: dropped */
 	int conditional;     /* a conditional write: never repeated after an ambiguous failure */
+	int ranged;          /* a GET with Range: bytes=range_off-(range_off+range_len-1) */
+	uint64_t range_off, range_len;
 	/* out */
 	long status;
 	CURLcode cc;
@@ -1043,6 +1045,7 @@ struct s3_req {
 	int too_big;
 	/* private */
 	size_t upos;
+	uint64_t seen; /* body bytes received (for a 200 reply to a ranged GET) */
 	struct rfs_buf err_body;
 };
 
@@ -1065,6 +1068,24 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 	if (r->status >= 200 && r->status < 300) {
 		if (!r->out)
 			return len;
+		if (r->ranged && r->status == 200) {
+			/* the server ignored Range and sends the whole object: keep our slice only */
+			uint64_t from = r->seen, to = r->seen + len;
+			uint64_t lo = r->range_off, hi = r->range_off + r->range_len;
+			if (hi < lo)
+				hi = UINT64_MAX;
+			r->seen = to;
+			if (to <= lo || from >= hi)
+				return len;
+			uint64_t a = from > lo ? from : lo, b = to < hi ? to : hi;
+			p += a - from;
+			len = (size_t)(b - a);
+			if (rfs_buf_append(r->out, p, len) < 0) {
+				r->too_big = 1;
+				return 0;
+			}
+			return size * n;
+		}
 		if (rfs_buf_append(r->out, p, len) < 0) {
 			r->too_big = 1;
 			return 0; /* aborts the transfer */
@@ -1219,6 +1240,7 @@ static int send_once(struct s3_store *s, struct s3_req *r, CURL *h, const char *
 	r->bucket_region[0] = 0;
 	r->too_big = 0;
 	r->upos = 0;
+	r->seen = 0;
 	r->curl_err[0] = 0;
 	r->err_body.len = 0;
 	if (r->out)
@@ -1792,6 +1814,9 @@ static int s3_get(struct rfs_store *st, const char *key, uint64_t off, uint64_t 
 		else
 			snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, off, off + len - 1);
 		r.hdr[r.nhdr++] = (struct rfs_sigv4_kv){"Range", range};
+		r.ranged = 1;
+		r.range_off = off;
+		r.range_len = len;
 	}
 	out->cap_limit = len != RFS_GET_TO_END && len < GET_CAP ? (size_t)len : (size_t)GET_CAP;
 	rc = s3_send(s, &r);
@@ -1799,16 +1824,6 @@ static int s3_get(struct rfs_store *st, const char *key, uint64_t off, uint64_t 
 		rfs_buf_free(out); /* the range starts at or past the end: a short (empty) read */
 		out->cap_limit = 0;
 		return 0;
-	}
-	if (rc == 0 && r.cc == CURLE_OK && r.status == 200 && ranged) {
-		/* the server ignored Range and sent the whole object: cut it ourselves */
-		uint64_t have = out->len;
-		uint64_t start = off < have ? off : have;
-		uint64_t n = have - start;
-		if (len != RFS_GET_TO_END && n > len)
-			n = len;
-		memmove(out->data, out->data + start, (size_t)n);
-		out->len = (size_t)n;
 	}
 	if (rc == 0)
 		rc = s3_result(s, "get", &r);
