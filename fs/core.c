@@ -55,6 +55,9 @@
 #ifndef RFS_PREFETCH_THREADS
 #define RFS_PREFETCH_THREADS 8
 #endif
+#ifndef RFS_COALESCE_MS
+#define RFS_COALESCE_MS 300 /* background flushes and commits at most this often */
+#endif
 #ifndef RFS_SNAPSHOT_EVERY
 #define RFS_SNAPSHOT_EVERY 2000 /* log records between checkpoints */
 #endif
@@ -1139,6 +1142,7 @@ static int flush_dirty(struct rfs_fs *fs, int all)
 static void *bg_thread(void *arg)
 {
 	struct rfs_fs *fs = arg;
+	int64_t last_flush = 0;
 	pthread_mutex_lock(&fs->bg_lock);
 	while (!fs->bg_stop) {
 		if (!fs->bg_kick) {
@@ -1155,8 +1159,17 @@ static void *bg_thread(void *arg)
 		}
 		if (fs->bg_stop)
 			break;
+		pthread_mutex_unlock(&fs->bg_lock);
+		/* Coalesce: closes arriving within a short window share one pack and one record. */
+		int64_t wait = last_flush + RFS_COALESCE_MS - rfs_monotonic_ms();
+		if (wait > 0) {
+			struct timespec ts = {0, (long)wait * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		pthread_mutex_lock(&fs->bg_lock);
 		fs->bg_kick = 0;
 		pthread_mutex_unlock(&fs->bg_lock);
+		last_flush = rfs_monotonic_ms();
 		int rc = flush_dirty(fs, 0);
 		if (rc < 0)
 			RFS_LOG(LOG_WARNING, "background flush failed: %s; retrying", strerror(-rc));

@@ -1543,3 +1543,20 @@ int rfs_meta_export(struct rfs_meta *m, const char *path, int64_t *seq)
 	*seq = applied;
 	return rc;
 }
+
+int rfs_meta_pending_range(struct rfs_meta *m, int64_t *lo, int64_t *hi)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db, "SELECT coalesce(min(id),0), coalesce(max(id),0) FROM pending", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return sql_fail(m, "reading pending ids");
+	int rc = 0;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*lo = sqlite3_column_int64(s, 0);
+		*hi = sqlite3_column_int64(s, 1);
+	} else {
+		rc = sql_fail(m, "reading pending ids");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}

@@ -123,6 +123,8 @@ int rfs_meta_local_set_text(struct rfs_meta *m, const char *key, const char *v);
 int rfs_meta_pending_collect(struct rfs_meta *m, struct rfs_buf *out, int64_t *upto, int64_t *count);
 int rfs_meta_pending_delete_upto(struct rfs_meta *m, int64_t upto);
 int rfs_meta_pending_count(struct rfs_meta *m, int64_t *n);
+/* Lowest and highest pending row ids (0, 0 when nothing is pending). */
+int rfs_meta_pending_range(struct rfs_meta *m, int64_t *lo, int64_t *hi);
 
 /* Applies a changeset from the log (no recording). Conflicting rows take the log's values. */
 int rfs_meta_apply_changeset(struct rfs_meta *m, const void *cs, size_t len);

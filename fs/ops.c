@@ -6,6 +6,8 @@
 #include "fs/ops.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <limits.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
@@ -391,6 +393,42 @@ static const struct fuse_lowlevel_ops rfs_ll_ops = {
 	.fallocate = op_fallocate,
 };
 
+/* Like fuse_daemonize(), but the parent waits until the child says it is ready (a byte on
+ * *ready_fd: 0 ok), so `roamfs mount` returns only when status/umount can find the daemon. */
+static int daemonize(int *ready_fd)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -errno;
+	}
+	if (pid > 0) {
+		close(fds[1]);
+		char ok = 1;
+		ssize_t r = read(fds[0], &ok, 1);
+		_exit(r == 1 && ok == 0 ? 0 : 1);
+	}
+	close(fds[0]);
+	setsid();
+	if (chdir("/") < 0) {
+		/* keep going: the cwd only matters for relative paths, and we use none */
+	}
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	*ready_fd = fds[1];
+	return 0;
+}
+
 int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg,
 		 char *err, size_t errlen)
 {
@@ -420,13 +458,22 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 		rc = -EIO;
 		goto out3;
 	}
-	if (!o->foreground && fuse_daemonize(0) != 0) {
-		snprintf(err, errlen, "cannot daemonize");
-		rc = -EIO;
-		goto out4;
+	int ready_fd = -1;
+	if (!o->foreground) {
+		rc = daemonize(&ready_fd);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot daemonize: %s", strerror(-rc));
+			goto out4;
+		}
 	}
 	rfs_fs_set_invalidate(fs, invalidate, &ctx);
 	rc = started ? started(arg) : 0;
+	if (ready_fd >= 0) {
+		/* the parent exits only now: pid file, registry and threads are all in place */
+		char ok = rc < 0 ? 1 : 0;
+		(void)!write(ready_fd, &ok, 1);
+		close(ready_fd);
+	}
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot start the background threads: %s", strerror(-rc));
 		goto out4;

@@ -15,6 +15,9 @@
 
 #define LOG_MAGIC "RFSLOG1"
 #define MAX_RECORD (256u << 20) /* a record bigger than this is refused as corrupt */
+#ifndef RFS_SYNC_COALESCE_MS
+#define RFS_SYNC_COALESCE_MS 300
+#endif
 #ifndef RFS_HEARTBEAT_MS
 #define RFS_HEARTBEAT_MS 30000 /* how often hosts/<id> is rewritten: a few PUTs per hour */
 #endif
@@ -40,6 +43,7 @@ struct rfs_sync {
 	size_t ntouched, captouched;
 	char hostname[128], mountpoint[1024]; /* set before start */
 	int64_t last_heartbeat_ms;            /* sync thread only */
+	int lost_slot;          /* commit_lock: the last put lost its slot to another host */
 	int64_t snap_every;     /* set before start */
 	char snap_tmp[1024];    /* set before start */
 	int64_t snap_checked;   /* sync thread: applied/snap_every at the last check */
@@ -307,11 +311,33 @@ int rfs_sync_pull(struct rfs_sync *s)
 	return rc;
 }
 
-/* Publishes everything pending. Caller holds commit_lock. Returns 0 when nothing is left. */
+/* Publishes everything pending when called, as one record (group commit: changes made
+ * while the record is being written wait for the next round, so a metadata storm costs one
+ * record per round, not one per change). A lost slot is retried after the rebase. Caller
+ * holds commit_lock. Returns 0 when everything that was pending at the call is published. */
 static int commit_locked(struct rfs_sync *s)
 {
 	int rc;
+	int64_t lo = 0, until = 0;
+	rfs_meta_lock(s->meta);
+	rc = rfs_meta_pending_range(s->meta, &lo, &until);
+	rfs_meta_unlock(s->meta);
+	if (rc < 0 || until == 0)
+		return rc;
 	for (int attempt = 0; attempt < 100; attempt++) {
+		if (attempt) {
+			/* done once nothing at or below `until` is pending (rebased rows get new ids,
+			 * but a rebase only happens after a lost slot, which always retries) */
+			rfs_meta_lock(s->meta);
+			int64_t hi;
+			rc = rfs_meta_pending_range(s->meta, &lo, &hi);
+			rfs_meta_unlock(s->meta);
+			if (rc < 0)
+				return rc;
+			if (lo == 0 || (lo > until && !s->lost_slot))
+				return 0;
+		}
+		s->lost_slot = 0;
 		struct rfs_buf cs = {0}, rec = {0};
 		int64_t upto = 0, count = 0, applied;
 		char head_hash[65];
@@ -354,6 +380,8 @@ static int commit_locked(struct rfs_sync *s)
 		rfs_buf_free(&rec);
 		if (rc == 0)
 			rfs_crash_point("after-log-put"); /* committed, local bookkeeping not yet done */
+		if (rc == -EEXIST)
+			s->lost_slot = 1;
 		if (rc == 0 || rc == -EEXIST || rc == -EIO || rc == -ETIMEDOUT) {
 			/* Whatever the reply said, the slot now decides (C2, C3): pull it. If it holds
 			 * our commit id, apply_record recognises it and clears pending. */
@@ -367,7 +395,20 @@ static int commit_locked(struct rfs_sync *s)
 				s->last_error[0] = 0;
 				pthread_mutex_unlock(&s->lock);
 			}
-			continue; /* more pending (new changes, or we lost the slot): go again */
+			if (rc == -EIO || rc == -ETIMEDOUT) {
+				/* unknown outcome: if the slot did not hold our record, the put failed */
+				int64_t l2 = 0, h2 = 0;
+				rfs_meta_lock(s->meta);
+				rfs_meta_pending_range(s->meta, &l2, &h2);
+				rfs_meta_unlock(s->meta);
+				if (l2 && l2 <= until && !s->lost_slot) {
+					char cause[256];
+					rfs_store_error(s->store, cause, sizeof(cause));
+					set_error(s, "cannot publish %s: %s; will retry", key, cause[0] ? cause : strerror(-rc));
+					return rc;
+				}
+			}
+			continue; /* done, or we lost the slot to another host: check and go again */
 		}
 		char cause[256];
 		rfs_store_error(s->store, cause, sizeof(cause));
@@ -614,6 +655,7 @@ int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path)
 static void *sync_thread(void *arg)
 {
 	struct rfs_sync *s = arg;
+	int64_t last_round = 0;
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		if (!s->kicked) {
@@ -629,8 +671,18 @@ static void *sync_thread(void *arg)
 		}
 		if (s->stopping)
 			break;
+		pthread_mutex_unlock(&s->lock);
+		/* at most one background round per RFS_SYNC_COALESCE_MS: a storm of small changes
+		 * becomes a few records (fsync and `roamfs sync` commit at once, not through here) */
+		int64_t wait = last_round + RFS_SYNC_COALESCE_MS - rfs_monotonic_ms();
+		if (wait > 0) {
+			struct timespec ts = {0, (long)wait * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		pthread_mutex_lock(&s->lock);
 		s->kicked = 0;
 		pthread_mutex_unlock(&s->lock);
+		last_round = rfs_monotonic_ms();
 		pthread_mutex_lock(&s->commit_lock);
 		pull_locked(s);
 		commit_locked(s);
