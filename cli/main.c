@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -58,6 +59,7 @@ static const char usage_main[] =
 	"  umount MP         upload everything, then unmount MP\n"
 	"  status [MP]       what is synced, pending, cached; peers; errors (--json)\n"
 	"  sync [MP]         upload and commit now (--wait: until nothing is pending)\n"
+	"  warmup PATH...    bring files into the local SSD cache (--jobs N)\n"
 	"  fsck STORE        check the store: log, packs, blocks; which files lose data (--repair)\n"
 	"  gc STORE          delete packs no file uses, after a grace period (--dry-run)\n"
 	"  version           print the version\n"
@@ -1052,6 +1054,148 @@ static int cmd_sync(int argc, char **argv)
 	return rc;
 }
 
+static const char usage_warmup[] =
+	"usage: roamfs warmup PATH... [--jobs N]\n"
+	"\n"
+	"Brings every block of the files under PATH into the local SSD cache, N fetches in parallel\n"
+	"(default 16), with a progress bar. Blocks already cached cost nothing, so a second run is\n"
+	"instant. Reports what did not fit in the cache. Exit 0 when everything is cached.\n";
+
+struct ino_list {
+	uint64_t *v;
+	size_t n, cap;
+	dev_t dev;
+};
+
+static struct ino_list warm_inos;
+
+static int warm_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)path;
+	(void)ftw;
+	if (type != FTW_F || !S_ISREG(st->st_mode) || st->st_dev != warm_inos.dev)
+		return 0;
+	if (warm_inos.n == warm_inos.cap) {
+		size_t nc = warm_inos.cap ? warm_inos.cap * 2 : 1024;
+		uint64_t *nv = realloc(warm_inos.v, nc * sizeof(*nv));
+		if (!nv)
+			return 1;
+		warm_inos.v = nv;
+		warm_inos.cap = nc;
+	}
+	warm_inos.v[warm_inos.n++] = st->st_ino;
+	return 0;
+}
+
+static int cmd_warmup(int argc, char **argv)
+{
+	if (wants_help(argc, argv)) {
+		fputs(usage_warmup, stdout);
+		return 0;
+	}
+	int jobs = 16;
+	const char *paths[256];
+	int np = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--jobs") && i + 1 < argc) {
+			jobs = atoi(argv[++i]);
+			if (jobs < 1 || jobs > 32)
+				die("invalid --jobs '%s': give 1 to 32", argv[i]);
+		} else if (argv[i][0] != '-' && np < 256) {
+			paths[np++] = argv[i];
+		} else {
+			fputs(usage_warmup, stderr);
+			return 2;
+		}
+	}
+	if (!np) {
+		fputs(usage_warmup, stderr);
+		return 2;
+	}
+	struct mount_ref *all;
+	int nm = find_mounts(NULL, &all);
+	char real[PATH_MAX];
+	if (!realpath(paths[0], real))
+		die("'%s' is not usable: %s", paths[0], strerror(errno));
+	struct mount_ref *m = NULL;
+	size_t best = 0;
+	for (int i = 0; i < nm; i++) {
+		size_t l = strlen(all[i].mountpoint);
+		if (!strncmp(real, all[i].mountpoint, l) && (real[l] == '/' || real[l] == 0) && l > best) {
+			m = &all[i];
+			best = l;
+		}
+	}
+	if (!m)
+		die("'%s' is not inside a running roamfs mount", paths[0]);
+	struct stat mst;
+	if (stat(m->mountpoint, &mst) < 0)
+		die("cannot stat '%s': %s", m->mountpoint, strerror(errno));
+	warm_inos.dev = mst.st_dev;
+	for (int i = 0; i < np; i++)
+		if (nftw(paths[i], warm_visit, 64, FTW_PHYS) < 0)
+			die("cannot walk '%s': %s", paths[i], strerror(errno));
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->socket);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("the daemon of '%s' does not answer: %s", m->mountpoint, strerror(errno));
+	FILE *w = fdopen(dup(fd), "w");
+	if (!w)
+		die("out of memory");
+	fprintf(w, "warmup %d\n", jobs);
+	for (size_t i = 0; i < warm_inos.n; i++)
+		fprintf(w, "%llu\n", (unsigned long long)warm_inos.v[i]);
+	fprintf(w, ".\n");
+	fclose(w);
+	int tty = isatty(STDERR_FILENO);
+	int64_t start = rfs_monotonic_ms();
+	FILE *r = fdopen(fd, "r");
+	char line[512], final[512] = "";
+	while (r && fgets(line, sizeof(line), r)) {
+		unsigned long long db, tb, dbytes, tbytes;
+		if (sscanf(line, "progress=%llu %llu %llu %llu", &db, &tb, &dbytes, &tbytes) == 4) {
+			double el = (double)(rfs_monotonic_ms() - start) / 1000.0;
+			char a[32], b[32], c[32];
+			human_bytes((double)dbytes, a, sizeof(a));
+			human_bytes((double)tbytes, b, sizeof(b));
+			human_bytes(el > 0 ? (double)dbytes / el : 0, c, sizeof(c));
+			int width = 30, done = tb ? (int)(width * db / tb) : width;
+			if (tty)
+				fprintf(stderr, "\r[%.*s%*s] %s of %s, %llu/%llu blocks, %s/s   ", done,
+					"##############################", width - done, "", a, b, db, tb, c);
+			else
+				fprintf(stderr, "warmup: %s of %s, %llu/%llu blocks\n", a, b, db, tb);
+		} else {
+			snprintf(final, sizeof(final), "%s", line);
+		}
+	}
+	if (r)
+		fclose(r);
+	if (tty)
+		fputc('\n', stderr);
+	free(all);
+	unsigned long long blocks, bytes, cached, fetched, notfit, failed;
+	if (sscanf(final, "ok blocks=%llu bytes=%llu already_cached=%llu fetched=%llu not_fitting_bytes=%llu failed=%llu",
+		   &blocks, &bytes, &cached, &fetched, &notfit, &failed) != 6)
+		die("warmup failed: %s", final[0] ? final : "the daemon closed the connection");
+	char b1[32], b2[32];
+	human_bytes((double)bytes, b1, sizeof(b1));
+	printf("warmup: %zu files, %llu blocks (%s): %llu were cached already, %llu fetched in %.1fs\n", warm_inos.n,
+	       blocks, b1, cached, fetched, (double)(rfs_monotonic_ms() - start) / 1000.0);
+	free(warm_inos.v);
+	if (notfit) {
+		human_bytes((double)notfit, b2, sizeof(b2));
+		printf("warmup: %s did not fit in the cache; raise --cache-size to keep all of it\n", b2);
+		return 1;
+	}
+	if (failed) {
+		printf("warmup: %llu blocks could not be fetched (see roamfs.log)\n", failed);
+		return 1;
+	}
+	return 0;
+}
+
 /* mount(8) runs "/sbin/mount.roamfs STORE MOUNTPOINT [-sfnv] [-o OPTIONS]" for
  * `mount -t roamfs` and fstab lines; translate it to `roamfs mount`. */
 static int mount_helper(int argc, char **argv)
@@ -1105,6 +1249,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "sync"))
 		return cmd_sync(argc - 1, argv + 1);
+	if (!strcmp(cmd, "warmup"))
+		return cmd_warmup(argc - 1, argv + 1);
 	if (!strcmp(cmd, "fsck"))
 		return rfs_cmd_fsck(argc - 1, argv + 1);
 	if (!strcmp(cmd, "gc"))
