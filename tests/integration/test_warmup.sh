@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# roamfs warmup: after it, every block of the named files is on the local SSD (proved by hiding
+# the store's packs and reading everything back), a second run fetches nothing, and a cache too
+# small for the files is reported with a non-zero exit.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+rfs_require_file_store
+
+rfs_format ws
+rfs_mount ws
+mp=$(rfs_mp ws)
+mkdir -p "$mp/env/lib" "$mp/model"
+head -c $((24 << 20)) /dev/urandom >"$mp/model/weights.bin"
+for i in $(seq 1 300); do echo "module $i" >"$mp/env/lib/m$i.py"; done
+(cd "$mp" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums"
+rfs_umount ws
+
+step "warmup on a fresh cache fetches everything"
+rfs_new_cache ws
+rfs_mount ws
+"$ROAMFS" warmup "$mp/env" "$mp/model" --jobs 8 >"$WORK/w1.out" 2>&1 || fail "warmup exited $? ($(cat "$WORK/w1.out"))"
+cat "$WORK/w1.out" >&2
+assert_match "301 files" "$WORK/w1.out" "warmup counts the files"
+assert_match "0 were cached already" "$WORK/w1.out" "first warmup starts from an empty cache"
+
+step "a second warmup fetches nothing"
+"$ROAMFS" warmup "$mp/env" "$mp/model" >"$WORK/w2.out" 2>&1 || fail "second warmup exited $?"
+assert_match " 0 fetched" "$WORK/w2.out" "second warmup"
+
+step "with the store's packs hidden, every file still reads back from the cache"
+store=$(rfs_store_dir ws)
+mv "$store/data" "$store/data.hidden"
+sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+(cd "$mp" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums.after" || true
+mv "$store/data.hidden" "$store/data"
+diff -u "$WORK/sums" "$WORK/sums.after" >&2 || fail "files read differently (or failed) without the store: warmup missed blocks"
+rfs_umount ws
+
+step "a cache smaller than the files: warmup says what did not fit and exits 1"
+rfs_new_cache ws
+rfs_mount ws --cache-size 8M
+rc=0; "$ROAMFS" warmup "$mp/model" >"$WORK/w3.out" 2>&1 || rc=$?
+cat "$WORK/w3.out" >&2
+assert_eq 1 "$rc" "warmup exit code when the files exceed the cache"
+assert_match "did not fit in the cache" "$WORK/w3.out" "warmup's message about the cache size"
+cmp <(sha256sum <"$mp/model/weights.bin" | cut -d' ' -f1) <(grep weights "$WORK/sums" | cut -d' ' -f1) ||
+  fail "weights.bin reads wrong through a small cache"
+rfs_umount ws
