@@ -146,20 +146,26 @@ int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec
 int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries,
 			   uint32_t *count)
 {
-	if (len < RFS_PACK_FOOTER_SIZE)
+	return rfs_pack_parse_tail(obj, len, len, entries, count);
+}
+
+int rfs_pack_parse_tail(const uint8_t *tail, size_t len, uint64_t obj_size, struct rfs_pack_entry **entries,
+			uint32_t *count)
+{
+	if (len < RFS_PACK_FOOTER_SIZE || len > obj_size)
 		return -EINVAL;
-	const uint8_t *f = obj + len - RFS_PACK_FOOTER_SIZE;
+	const uint8_t *f = tail + len - RFS_PACK_FOOTER_SIZE;
 	if (memcmp(f + 8, pack_magic, 8))
 		return -EINVAL;
 	uint32_t n = get_u32(f);
 	uint64_t tsize = (uint64_t)n * RFS_PACK_ENTRY_SIZE;
 	if (tsize > len - RFS_PACK_FOOTER_SIZE)
-		return -EINVAL;
-	size_t data_end = len - RFS_PACK_FOOTER_SIZE - (size_t)tsize;
+		return tsize <= obj_size - RFS_PACK_FOOTER_SIZE ? -EAGAIN : -EINVAL;
+	uint64_t data_end = obj_size - RFS_PACK_FOOTER_SIZE - tsize; /* in the object */
 	struct rfs_pack_entry *e = calloc(n ? n : 1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	const uint8_t *t = obj + data_end;
+	const uint8_t *t = tail + len - RFS_PACK_FOOTER_SIZE - (size_t)tsize;
 	for (uint32_t i = 0; i < n; i++, t += RFS_PACK_ENTRY_SIZE) {
 		memcpy(e[i].hash, t, RFS_HASH_LEN);
 		e[i].offset = get_u64(t + 32);

@@ -64,5 +64,10 @@ int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec
 /* Parses the trailer of a whole pack object. *entries is malloc'd; caller frees. */
 int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries,
 			   uint32_t *count);
+/* The same from the last len bytes of an object of obj_size bytes (fsck reads only the tail
+ * of a big pack: the footer's count says how much, RFS_PACK_FOOTER_SIZE + count * 49 bytes).
+ * -EAGAIN: the trailer is longer than the tail given (read more); -EINVAL: not a pack trailer. */
+int rfs_pack_parse_tail(const uint8_t *tail, size_t len, uint64_t obj_size, struct rfs_pack_entry **entries,
+			uint32_t *count);
 
 #endif
