@@ -61,7 +61,7 @@
 #define ROAMFS_S3_PART_SIZE (16ULL << 20) /* multipart part size (S3 minimum: 5 MiB) */
 #endif
 #ifndef ROAMFS_S3_PART_THREADS
-#define ROAMFS_S3_PART_THREADS 4 /* parts of one upload sent at once */
+#define ROAMFS_S3_PART_THREADS 4 /* parts of one upload sent at once (the caller is one of them) */
 #endif
 #ifndef ROAMFS_S3_ATTEMPTS
 #define ROAMFS_S3_ATTEMPTS 6 /* tries per request on transient failures */
@@ -1632,7 +1632,7 @@ static int multipart_put(struct s3_store *s, const char *fk, const uint8_t *data
 	}
 	pthread_t th[ROAMFS_S3_PART_THREADS];
 	int nth = 0;
-	for (int i = 0; i < ROAMFS_S3_PART_THREADS && i < j.nparts - 1; i++) {
+	for (int i = 0; i < ROAMFS_S3_PART_THREADS - 1 && i < j.nparts - 1; i++) {
 		if (pthread_create(&th[nth], NULL, mp_worker, &j) == 0)
 			nth++;
 	}

@@ -7,6 +7,7 @@
  *   RFS_S3_BUCKET     bucket to use (default roamfs-unit; created if missing)
  *   RFS_S3_REGION     region (default AWS_REGION, else us-east-1)
  *   RFS_S3_PROVIDER   provider= for the URL (default ceph)
+ *   RFS_S3_URL_EXTRA  more URL parameters, e.g. "&style=virtual" (with http://localhost:PORT)
  *
  * Every run works under a fresh random prefix and deletes what it wrote.
  */
@@ -436,8 +437,8 @@ int main(int argc, char **argv)
 	char hex[13];
 	rfs_hex(rnd, sizeof(rnd), hex);
 	snprintf(prefix, sizeof(prefix), "live-%s", hex);
-	snprintf(base_url, sizeof(base_url), "s3://%s/%s?endpoint=%s&region=%s&provider=%s&create_bucket=1", bucket,
-		 prefix, endpoint, region, provider);
+	snprintf(base_url, sizeof(base_url), "s3://%s/%s?endpoint=%s&region=%s&provider=%s&create_bucket=1%s", bucket,
+		 prefix, endpoint, region, provider, (v = getenv("RFS_S3_URL_EXTRA")) ? v : "");
 	fprintf(stderr, "store %s\n", base_url);
 	RUN(put_get_head);
 	RUN(put_if_absent);
