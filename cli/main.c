@@ -83,6 +83,7 @@ static const char usage_mount[] =
 	"  --flush-interval MS   how long closed files wait before upload (default 1000)\n"
 	"  --sync-interval MS    how often metadata is published and pulled (default 1000)\n"
 	"  --checkpoint-every N  write a metadata checkpoint every N log records (default 2000)\n"
+	"  --trash-days D        keep deleted files in MOUNTPOINT/.trash for D days (default 1; 0: off)\n"
 	"  -f                    stay in the foreground\n"
 	"  -d                    debug logging to stderr (implies -f)\n"
 	"  -o OPTS               mount options: allow_other, ro, ... and cache-dir=, cache-size=\n";
@@ -290,11 +291,12 @@ static int cmd_mount(int argc, char **argv)
 						 {"flush-interval", required_argument, NULL, 'I'},
 						 {"sync-interval", required_argument, NULL, 'Y'},
 						 {"checkpoint-every", required_argument, NULL, 'K'},
+						 {"trash-days", required_argument, NULL, 'T'},
 						 {NULL, 0, NULL, 0}};
 	char cache_dir[PATH_MAX] = "", cache_size[64] = RFS_DEFAULT_CACHE_SIZE, fuse_opts[2048] = "";
 	int foreground = 0, debug = 0, read_only = 0, c;
 	int flush_ms = 1000, sync_ms = 1000;
-	long long checkpoint_every = 0;
+	long long checkpoint_every = 0, trash_seconds = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "fdo:", longopts, NULL)) != -1) {
 		switch (c) {
@@ -314,6 +316,16 @@ static int cmd_mount(int argc, char **argv)
 			if (sync_ms <= 0)
 				die("invalid --sync-interval '%s': give milliseconds, e.g. 1000", optarg);
 			break;
+		case 'T': {
+			char *end;
+			double days = strtod(optarg, &end);
+			if (*end || days < 0)
+				die("invalid --trash-days '%s': give days (0 turns the trash off), e.g. 1 or 0.5", optarg);
+			trash_seconds = days == 0 ? -1 : (long long)(days * 86400 + 0.5);
+			if (trash_seconds == 0)
+				trash_seconds = 1;
+			break;
+		}
 		case 'K':
 			checkpoint_every = atoll(optarg);
 			if (checkpoint_every <= 0)
@@ -385,7 +397,8 @@ static int cmd_mount(int argc, char **argv)
 				    .flush_interval_ms = flush_ms,
 				    .sync_interval_ms = sync_ms,
 				    .read_only = read_only,
-				    .snapshot_every = checkpoint_every};
+				    .snapshot_every = checkpoint_every,
+				    .trash_seconds = trash_seconds};
 	char err[1024] = "";
 	int rc = rfs_fs_open(&cfg, &d.fs, err, sizeof(err));
 	if (rc < 0)

@@ -58,6 +58,9 @@
 #ifndef RFS_COALESCE_MS
 #define RFS_COALESCE_MS 300 /* background flushes and commits at most this often */
 #endif
+#ifndef RFS_TRASH_SECONDS
+#define RFS_TRASH_SECONDS 86400 /* deleted files stay in /.trash for a day by default */
+#endif
 #ifndef RFS_SNAPSHOT_EVERY
 #define RFS_SNAPSHOT_EVERY 2000 /* log records between checkpoints */
 #endif
@@ -104,6 +107,8 @@ struct rfs_fs {
 	char host_id[40];
 
 	pthread_mutex_t flush_lock; /* one flush at a time; truncate waits for it */
+	int64_t mount_time;         /* ns: times of the virtual .trash directory */
+	int64_t last_purge_ms;      /* bg thread only */
 
 	pthread_mutex_t nodes_lock;
 	struct node *nodes[4096]; /* protected by nodes_lock */
@@ -219,6 +224,22 @@ static void mark_dirty(struct node *n)
 	update_dirty(n);
 }
 
+/* ---------- trash ---------- */
+
+static int trash_on(struct rfs_fs *fs)
+{
+	return fs->cfg.trash_seconds > 0;
+}
+
+static void trash_attr(struct rfs_fs *fs, struct rfs_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = RFS_TRASH_INO;
+	a->mode = S_IFDIR | 01777; /* sticky: everyone sees the trash, only owners take files out */
+	a->nlink = 2;
+	a->atime = a->mtime = a->ctime = fs->mount_time;
+}
+
 /* ---------- attributes ---------- */
 
 static void attr_to_stat(const struct rfs_attr *a, uint32_t block_size, struct stat *st)
@@ -272,6 +293,11 @@ static int get_attr(struct rfs_fs *fs, uint64_t ino, struct rfs_attr *a)
 int rfs_getattr(struct rfs_fs *fs, uint64_t ino, struct stat *st)
 {
 	struct rfs_attr a;
+	if (ino == RFS_TRASH_INO) {
+		trash_attr(fs, &a);
+		attr_to_stat(&a, fs->format.block_size, st);
+		return 0;
+	}
 	int rc = get_attr(fs, ino, &a);
 	if (rc == 0)
 		attr_to_stat(&a, fs->format.block_size, st);
@@ -284,8 +310,14 @@ int rfs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct stat
 	struct rfs_attr a;
 	if (strlen(name) > NAME_MAX)
 		return -ENAMETOOLONG;
+	if (parent == RFS_ROOT_INO && trash_on(fs) && !strcmp(name, RFS_TRASH_NAME)) {
+		trash_attr(fs, &a);
+		attr_to_stat(&a, fs->format.block_size, st);
+		return 0;
+	}
 	rfs_meta_lock(fs->meta);
-	int rc = rfs_meta_lookup(fs->meta, parent, name, &ino);
+	int rc = parent == RFS_TRASH_INO ? rfs_meta_trash_lookup(fs->meta, name, &ino)
+					 : rfs_meta_lookup(fs->meta, parent, name, &ino);
 	if (rc == 0)
 		rc = rfs_meta_get_attr(fs->meta, ino, &a);
 	rfs_meta_unlock(fs->meta);
@@ -317,6 +349,7 @@ static void touch_dir(struct rfs_attr *dir, int64_t now)
 }
 
 static void bg_kick(struct rfs_fs *fs);
+static void purge_trash(struct rfs_fs *fs);
 
 /* ---------- block I/O ---------- */
 
@@ -1170,6 +1203,11 @@ static void *bg_thread(void *arg)
 		fs->bg_kick = 0;
 		pthread_mutex_unlock(&fs->bg_lock);
 		last_flush = rfs_monotonic_ms();
+		if (trash_on(fs) && !fs->cfg.read_only &&
+		    last_flush - fs->last_purge_ms >= (fs->cfg.trash_seconds < 3600 ? 1000 : 60000)) {
+			fs->last_purge_ms = last_flush;
+			purge_trash(fs);
+		}
 		int rc = flush_dirty(fs, 0);
 		if (rc < 0)
 			RFS_LOG(LOG_WARNING, "background flush failed: %s; retrying", strerror(-rc));
@@ -1286,6 +1324,8 @@ int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_s
 	int rc = check_writable(fs);
 	if (rc < 0)
 		return rc;
+	if (ino == RFS_TRASH_INO)
+		return -EPERM;
 	if (to_set & RFS_SET_SIZE) {
 		struct rfs_attr cur;
 		rc = get_attr(fs, ino, &cur);
@@ -1367,6 +1407,8 @@ static int create_node(struct rfs_fs *fs, uint64_t parent, const char *name, uin
 		return rc;
 	if (strlen(name) > NAME_MAX)
 		return -ENAMETOOLONG;
+	if (parent == RFS_TRASH_INO || (parent == RFS_ROOT_INO && trash_on(fs) && !strcmp(name, RFS_TRASH_NAME)))
+		return parent == RFS_TRASH_INO ? -EPERM : -EEXIST;
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
 		return rc;
@@ -1461,6 +1503,8 @@ int rfs_link(struct rfs_fs *fs, uint64_t ino, uint64_t newparent, const char *ne
 		return rc;
 	if (strlen(newname) > NAME_MAX)
 		return -ENAMETOOLONG;
+	if (newparent == RFS_TRASH_INO || ino == RFS_TRASH_INO)
+		return -EPERM;
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
 		return rc;
@@ -1533,6 +1577,21 @@ static void discard_staging(struct rfs_fs *fs, uint64_t ino)
 	node_put(fs, n);
 }
 
+static int collect_trash_cb(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	(void)name;
+	(void)mode;
+	(void)cookie;
+	struct {
+		uint64_t v[256];
+		size_t n;
+	} *l = arg;
+	if (l->n >= 256)
+		return 1;
+	l->v[l->n++] = ino;
+	return 0;
+}
+
 /* Removes one name. dir_expected: rmdir (1) or unlink (0). Runs inside a transaction;
  * *gone receives the inode number when its data should be discarded. */
 static int remove_name_locked(struct rfs_fs *fs, uint64_t parent, const char *name, int dir_expected,
@@ -1564,6 +1623,20 @@ static int remove_name_locked(struct rfs_fs *fs, uint64_t parent, const char *na
 	a.ctime = now;
 	touch_dir(pdir, now);
 	rc = rfs_meta_del_dentry(fs->meta, parent, name);
+	if (rc == 0 && a.nlink == 0 && S_ISREG(a.mode) && trash_on(fs)) {
+		/* the last name of a file: keep it in the trash (still nlink 0, as POSIX says) */
+		char tname[NAME_MAX + 1], stamp[32];
+		time_t t = (time_t)(now / 1000000000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+		snprintf(tname, sizeof(tname), "%.200s.deleted-%s-%06llx", name, stamp,
+			 (unsigned long long)(ino & 0xffffff));
+		rc = rfs_meta_trash_add(fs->meta, ino, tname, parent, now);
+		if (rc == 0)
+			rc = rfs_meta_put_attr(fs->meta, &a);
+		return rc;
+	}
 	if (rc == 0)
 		rc = drop_inode_locked(fs, &a);
 	if (rc == 0 && a.nlink == 0 && !node_is_open(fs, ino))
@@ -1571,11 +1644,100 @@ static int remove_name_locked(struct rfs_fs *fs, uint64_t parent, const char *na
 	return rc;
 }
 
+/* Deletes a trashed file for good (expiry, or unlink inside .trash). In a transaction. */
+static int trash_delete_locked(struct rfs_fs *fs, uint64_t ino, uint64_t *gone)
+{
+	int rc = rfs_meta_trash_remove(fs->meta, ino);
+	if (rc < 0)
+		return rc;
+	if (node_is_open(fs, ino))
+		return 0; /* an open file goes when its last handle closes */
+	rc = rfs_meta_delete_inode(fs->meta, ino);
+	if (rc == 0)
+		*gone = ino;
+	return rc;
+}
+
+/* Takes a file out of the trash under a new name. In a transaction. */
+static int trash_restore_locked(struct rfs_fs *fs, const char *name, uint64_t newparent, const char *newname,
+				int64_t now)
+{
+	uint64_t ino, existing;
+	struct rfs_attr a, dir;
+	int rc = rfs_meta_trash_lookup(fs->meta, name, &ino);
+	if (rc == 0)
+		rc = get_dir(fs, newparent, &dir);
+	if (rc == 0 && rfs_meta_lookup(fs->meta, newparent, newname, &existing) == 0)
+		rc = -EEXIST; /* restoring never replaces a file: move the other one away first */
+	if (rc == 0)
+		rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc < 0)
+		return rc;
+	a.nlink = 1;
+	a.ctime = now;
+	touch_dir(&dir, now);
+	rc = rfs_meta_trash_remove(fs->meta, ino);
+	if (rc == 0)
+		rc = rfs_meta_add_dentry(fs->meta, newparent, newname, ino);
+	if (rc == 0)
+		rc = rfs_meta_put_attr(fs->meta, &a);
+	if (rc == 0)
+		rc = rfs_meta_put_attr(fs->meta, &dir);
+	return rc;
+}
+
+/* Purges trash entries older than the retention. Called by the flusher thread. */
+static void purge_trash(struct rfs_fs *fs)
+{
+	struct hash_ino {
+		uint64_t v[256];
+		size_t n;
+	} list = {.n = 0};
+	int64_t before = rfs_now_ns() - fs->cfg.trash_seconds * 1000000000LL;
+	rfs_meta_lock(fs->meta);
+	rfs_meta_trash_list(fs->meta, 0, before, collect_trash_cb, &list);
+	rfs_meta_unlock(fs->meta);
+	for (size_t i = 0; i < list.n; i++) {
+		uint64_t gone = 0;
+		if (rfs_meta_begin(fs->meta) < 0)
+			return;
+		if (trash_delete_locked(fs, list.v[i], &gone) < 0) {
+			rfs_meta_rollback(fs->meta);
+			continue;
+		}
+		if (rfs_meta_commit(fs->meta) == 0 && gone)
+			discard_staging(fs, gone);
+	}
+	if (list.n)
+		RFS_LOG(LOG_INFO, "purged %zu expired files from the trash", list.n);
+}
+
 static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, int dir_expected)
 {
 	int rc = check_writable(fs);
 	if (rc < 0)
 		return rc;
+	if (parent == RFS_ROOT_INO && trash_on(fs) && !strcmp(name, RFS_TRASH_NAME))
+		return -EPERM;
+	if (parent == RFS_TRASH_INO) {
+		if (dir_expected)
+			return -ENOTDIR;
+		uint64_t ino, gone = 0;
+		rc = rfs_meta_begin(fs->meta);
+		if (rc < 0)
+			return rc;
+		rc = rfs_meta_trash_lookup(fs->meta, name, &ino);
+		if (rc == 0)
+			rc = trash_delete_locked(fs, ino, &gone);
+		if (rc < 0) {
+			rfs_meta_rollback(fs->meta);
+			return rc;
+		}
+		rc = rfs_meta_commit(fs->meta);
+		if (rc == 0 && gone)
+			discard_staging(fs, gone);
+		return rc;
+	}
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
 		return rc;
@@ -1635,6 +1797,22 @@ int rfs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t ne
 		return -EINVAL;
 	if (strlen(newname) > NAME_MAX)
 		return -ENAMETOOLONG;
+	if (newparent == RFS_TRASH_INO || (flags & RENAME_EXCHANGE && parent == RFS_TRASH_INO))
+		return -EPERM;
+	if (trash_on(fs) && ((parent == RFS_ROOT_INO && !strcmp(name, RFS_TRASH_NAME)) ||
+			     (newparent == RFS_ROOT_INO && !strcmp(newname, RFS_TRASH_NAME))))
+		return -EPERM;
+	if (parent == RFS_TRASH_INO) {
+		rc = rfs_meta_begin(fs->meta);
+		if (rc < 0)
+			return rc;
+		rc = trash_restore_locked(fs, name, newparent, newname, rfs_now_ns());
+		if (rc < 0) {
+			rfs_meta_rollback(fs->meta);
+			return rc;
+		}
+		return rfs_meta_commit(fs->meta);
+	}
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
 		return rc;
@@ -1813,7 +1991,8 @@ int rfs_release(struct rfs_fs *fs, uint64_t ino, int flags)
 			return rc;
 		struct rfs_attr a;
 		int gone = 0;
-		if (rfs_meta_get_attr(fs->meta, ino, &a) == 0 && a.nlink == 0 && !node_is_open(fs, ino)) {
+		if (rfs_meta_get_attr(fs->meta, ino, &a) == 0 && a.nlink == 0 && !node_is_open(fs, ino) &&
+		    rfs_meta_trash_has(fs->meta, ino) == 0) {
 			rc = rfs_meta_delete_inode(fs->meta, ino);
 			gone = rc == 0;
 		}
@@ -1869,6 +2048,17 @@ static int readdir_cb(void *arg, const char *name, uint64_t ino, uint32_t mode, 
 int rfs_readdir(struct rfs_fs *fs, uint64_t ino, uint64_t off, rfs_fill_cb fill, void *arg)
 {
 	struct rfs_attr a;
+	if (ino == RFS_TRASH_INO) {
+		if (off < 1 && fill(arg, ".", ino, S_IFDIR, 1))
+			return 0;
+		if (off < 2 && fill(arg, "..", RFS_ROOT_INO, S_IFDIR, 2))
+			return 0;
+		struct readdir_ctx c = {fill, arg, 0};
+		rfs_meta_lock(fs->meta);
+		int rc = rfs_meta_trash_list(fs->meta, off < 2 ? 2 : off, INT64_MAX, readdir_cb, &c);
+		rfs_meta_unlock(fs->meta);
+		return rc;
+	}
 	uint64_t parent = RFS_ROOT_INO;
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_get_attr(fs->meta, ino, &a);
@@ -1906,6 +2096,8 @@ static int xattr_name_ok(const char *name)
 
 int rfs_setxattr(struct rfs_fs *fs, uint64_t ino, const char *name, const void *value, size_t size, int flags)
 {
+	if (ino == RFS_TRASH_INO)
+		return -EPERM;
 	int rc = check_writable(fs);
 	if (rc == 0)
 		rc = xattr_name_ok(name);
@@ -2100,6 +2292,9 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		fs->cfg.flush_interval_ms = 1000;
 	if (fs->cfg.sync_interval_ms <= 0)
 		fs->cfg.sync_interval_ms = 1000;
+	if (fs->cfg.trash_seconds == 0)
+		fs->cfg.trash_seconds = RFS_TRASH_SECONDS;
+	fs->mount_time = rfs_now_ns();
 	pthread_mutex_init(&fs->flush_lock, NULL);
 	pthread_mutex_init(&fs->nodes_lock, NULL);
 	pthread_mutex_init(&fs->bg_lock, NULL);

@@ -29,6 +29,11 @@
 
 struct rfs_fs;
 
+/* Deleted files wait here (a virtual directory, not listed in the root) until they expire;
+ * `mv MOUNT/.trash/NAME.deleted-… MOUNT/NAME` restores one. */
+#define RFS_TRASH_INO 2
+#define RFS_TRASH_NAME ".trash"
+
 struct rfs_fs_config {
 	const char *store_url;
 	const char *cache_dir;
@@ -37,6 +42,7 @@ struct rfs_fs_config {
 	int sync_interval_ms;   /* how often the log is pulled and pending changes committed */
 	int read_only;
 	int64_t snapshot_every; /* write a checkpoint every this many log records (0: default) */
+	int64_t trash_seconds;  /* keep deleted files this long in /.trash (0: default 1 day, <0: off) */
 };
 
 /* Which attributes rfs_setattr changes. */

@@ -19,7 +19,7 @@
 #define META_SCHEMA_VERSION 1
 
 static const char *const shared_tables[] = {"inodes", "dentries", "symlinks", "bmap",
-					    "blocks", "xattrs", "ranges"};
+					    "blocks", "xattrs", "ranges", "trash"};
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS inodes(ino INTEGER PRIMARY KEY, mode INT NOT NULL, uid INT NOT NULL,"
@@ -38,6 +38,9 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS xattrs(ino INT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
 	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS ranges(start INTEGER PRIMARY KEY, host TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS trash(ino INTEGER PRIMARY KEY, name TEXT NOT NULL, parent INT NOT NULL,"
+	" deleted INT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS trash_name ON trash(name);"
 	"CREATE TABLE IF NOT EXISTS pending(id INTEGER PRIMARY KEY AUTOINCREMENT, cs BLOB NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS local(key TEXT PRIMARY KEY, value);"
 	"CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY, time INT NOT NULL, what TEXT NOT NULL);";
@@ -133,7 +136,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PENDING_SCAN] = "SELECT id, cs FROM pending WHERE id<=? ORDER BY id",
 	[S_PENDING_DEL] = "DELETE FROM pending WHERE id<=?",
 	[S_PENDING_COUNT] = "SELECT count(*) FROM pending",
-	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0",
+	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino NOT IN (SELECT ino FROM trash)",
 	[S_COUNT_INODES] = "SELECT count(*) FROM inodes",
 	[S_TOTAL_SIZE] = "SELECT coalesce(sum(size),0) FROM inodes WHERE (mode & 61440)=32768",
 	[S_BLOCKS_EACH] = "SELECT b.hash, b.pack, b.off, b.slen, b.rlen, b.codec,"
@@ -1559,4 +1562,82 @@ int rfs_meta_pending_range(struct rfs_meta *m, int64_t *lo, int64_t *hi)
 	}
 	sqlite3_finalize(s);
 	return rc;
+}
+
+/* ---------- trash ---------- */
+
+static int trash_exec(struct rfs_meta *m, const char *sql, uint64_t ino, const char *name, uint64_t parent,
+		      int64_t t)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return sql_fail(m, "preparing a trash statement");
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	if (sqlite3_bind_parameter_count(s) >= 2)
+		sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	if (sqlite3_bind_parameter_count(s) >= 3)
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)parent);
+	if (sqlite3_bind_parameter_count(s) >= 4)
+		sqlite3_bind_int64(s, 4, t);
+	int r = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return r == SQLITE_DONE ? 0 : sql_fail(m, "updating the trash");
+}
+
+int rfs_meta_trash_add(struct rfs_meta *m, uint64_t ino, const char *name, uint64_t parent, int64_t t)
+{
+	return trash_exec(m, "INSERT OR REPLACE INTO trash(ino,name,parent,deleted) VALUES(?,?,?,?)", ino, name, parent,
+			  t);
+}
+
+int rfs_meta_trash_remove(struct rfs_meta *m, uint64_t ino)
+{
+	return trash_exec(m, "DELETE FROM trash WHERE ino=?", ino, NULL, 0, 0);
+}
+
+int rfs_meta_trash_lookup(struct rfs_meta *m, const char *name, uint64_t *ino)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db, "SELECT ino FROM trash WHERE name=?", -1, &s, NULL) != SQLITE_OK)
+		return sql_fail(m, "looking in the trash");
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s), rc = 0;
+	if (r == SQLITE_ROW)
+		*ino = (uint64_t)sqlite3_column_int64(s, 0);
+	else if (r == SQLITE_DONE)
+		rc = -ENOENT;
+	else
+		rc = sql_fail(m, "looking in the trash");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int rfs_meta_trash_has(struct rfs_meta *m, uint64_t ino)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db, "SELECT 1 FROM trash WHERE ino=?", -1, &s, NULL) != SQLITE_OK)
+		return sql_fail(m, "looking in the trash");
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	int r = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return r == SQLITE_ROW;
+}
+
+int rfs_meta_trash_list(struct rfs_meta *m, uint64_t after, int64_t before_ns, rfs_dirent_cb cb, void *arg)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT t.name, t.ino, coalesce(i.mode, 32768) FROM trash t LEFT JOIN inodes i ON i.ino=t.ino"
+			       " WHERE t.ino>? AND t.deleted<? ORDER BY t.ino",
+			       -1, &s, NULL) != SQLITE_OK)
+		return sql_fail(m, "listing the trash");
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+	sqlite3_bind_int64(s, 2, before_ns);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		uint64_t ino = (uint64_t)sqlite3_column_int64(s, 1);
+		if (cb(arg, (const char *)sqlite3_column_text(s, 0), ino, (uint32_t)sqlite3_column_int64(s, 2), ino))
+			break;
+	}
+	sqlite3_finalize(s);
+	return 0;
 }

@@ -153,6 +153,15 @@ int rfs_meta_conflicts(struct rfs_meta *m, int limit,
  * at *seq). Takes the lock itself. */
 int rfs_meta_export(struct rfs_meta *m, const char *path, int64_t *seq);
 
+/* The trash: files whose last name was removed, kept (nlink 0) until purged or restored.
+ * trash_list calls cb(arg, name, ino, mode, cookie=ino) for entries with ino > after that
+ * were deleted before before_ns (INT64_MAX: all). trash_has returns 1/0. */
+int rfs_meta_trash_add(struct rfs_meta *m, uint64_t ino, const char *name, uint64_t parent, int64_t t);
+int rfs_meta_trash_remove(struct rfs_meta *m, uint64_t ino);
+int rfs_meta_trash_lookup(struct rfs_meta *m, const char *name, uint64_t *ino);
+int rfs_meta_trash_has(struct rfs_meta *m, uint64_t ino);
+int rfs_meta_trash_list(struct rfs_meta *m, uint64_t after, int64_t before_ns, rfs_dirent_cb cb, void *arg);
+
 /* Inodes with nlink 0 (orphans left by a crash while open): calls cb for each. */
 int rfs_meta_orphans(struct rfs_meta *m, int (*cb)(void *arg, uint64_t ino), void *arg);
 int rfs_meta_count_inodes(struct rfs_meta *m, uint64_t *n);
