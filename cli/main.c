@@ -363,12 +363,16 @@ static int cmd_mount(int argc, char **argv)
 	if (rfs_parse_size(cache_size, &csize) < 0 || csize < (1u << 20))
 		die("invalid cache size '%s': give bytes with an optional K/M/G/T suffix, at least 1M", cache_size);
 	if (!strncmp(store, "file://", 7) || !strstr(store, "://")) {
-		const char *p = !strncmp(store, "file://", 7) ? store + 7 : store;
+		char p[PATH_MAX];
+		snprintf(p, sizeof(p), "%s", !strncmp(store, "file://", 7) ? store + 7 : store);
+		char *query = strchr(p, '?');
+		if (query)
+			*query++ = 0;
 		char real[PATH_MAX];
 		if (!realpath(p, real))
 			die("store directory '%s' is not usable: %s (create it and run 'roamfs format' first)", p,
 			    strerror(errno));
-		snprintf(d.store, sizeof(d.store), "file://%s", real);
+		snprintf(d.store, sizeof(d.store), "file://%s%s%s", real, query ? "?" : "", query ? query : "");
 	} else {
 		snprintf(d.store, sizeof(d.store), "%s", store);
 	}

@@ -2376,6 +2376,29 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 			 ss.last_error[0] ? ss.last_error : strerror(-rc));
 		goto fail;
 	}
+	if (!fs->cfg.read_only) {
+		rc = rfs_sync_probe(fs->sync);
+		if (rc < 0) {
+			char cause[256];
+			rfs_store_error(fs->store, cause, sizeof(cause));
+			snprintf(err, errlen, "cannot probe store '%s': %s", fs->store->url, cause[0] ? cause : strerror(-rc));
+			goto fail;
+		}
+		char holder[64] = "";
+		rc = rc == 1 ? rfs_sync_acquire_lease(fs->sync, holder, sizeof(holder)) : 0;
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot take the writer lease of '%s': %s", fs->store->url, strerror(-rc));
+			goto fail;
+		}
+		if (rc == 1) {
+			fs->cfg.read_only = 1;
+			fprintf(stderr, "roamfs: warning: store '%s' has no conditional create, so one host writes at a "
+				"time; host %s holds the writer lease: mounting READ-ONLY and following its changes\n",
+				fs->store->url, holder);
+			RFS_LOG(LOG_WARNING, "host %s holds the writer lease: read-only", holder);
+		}
+		rc = 0;
+	}
 	rfs_meta_begin(fs->meta);
 	rfs_meta_orphans(fs->meta, drop_orphan, fs);
 	rfs_meta_commit(fs->meta);

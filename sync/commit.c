@@ -18,6 +18,9 @@
 #ifndef RFS_SYNC_COALESCE_MS
 #define RFS_SYNC_COALESCE_MS 300
 #endif
+#ifndef RFS_LEASE_SECONDS
+#define RFS_LEASE_SECONDS 60 /* a writer lease lasts this long unless renewed (every third of it) */
+#endif
 #ifndef RFS_HEARTBEAT_MS
 #define RFS_HEARTBEAT_MS 30000 /* how often hosts/<id> is rewritten: a few PUTs per hour */
 #endif
@@ -44,6 +47,9 @@ struct rfs_sync {
 	char hostname[128], mountpoint[1024]; /* set before start */
 	int64_t last_heartbeat_ms;            /* sync thread only */
 	int lost_slot;          /* commit_lock: the last put lost its slot to another host */
+	int lease_mode;         /* the store cannot refuse overwrites: single writer (set at mount) */
+	int have_lease;         /* we are that writer */
+	int64_t lease_renewed_ms;
 	int64_t snap_every;     /* set before start */
 	char snap_tmp[1024];    /* set before start */
 	int64_t snap_checked;   /* sync thread: applied/snap_every at the last check */
@@ -376,7 +382,18 @@ static int commit_locked(struct rfs_sync *s)
 		}
 		char key[64];
 		seq_key(applied + 1, key, sizeof(key));
-		rc = rfs_store_put_if_absent(s->store, key, rec.data, rec.len);
+		if (s->lease_mode) {
+			/* single writer: no conditional create to rely on; the slot must be empty */
+			if (!s->have_lease) {
+				rfs_buf_free(&rec);
+				set_error(s, "cannot publish %s: this host does not hold the writer lease", key);
+				return -EROFS;
+			}
+			rc = rfs_store_head(s->store, key, NULL);
+			rc = rc == 0 ? -EEXIST : rc == -ENOENT ? rfs_store_put(s->store, key, rec.data, rec.len) : rc;
+		} else {
+			rc = rfs_store_put_if_absent(s->store, key, rec.data, rec.len);
+		}
 		rfs_buf_free(&rec);
 		if (rc == 0)
 			rfs_crash_point("after-log-put"); /* committed, local bookkeeping not yet done */
@@ -652,6 +669,86 @@ int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path)
 	return seq;
 }
 
+int rfs_sync_probe(struct rfs_sync *s)
+{
+	char key[128];
+	uint8_t rnd[8];
+	char hex[17];
+	rfs_random(rnd, sizeof(rnd));
+	rfs_hex(rnd, sizeof(rnd), hex);
+	snprintf(key, sizeof(key), "hosts/.probe-%s-%s", s->host_id, hex);
+	int r1 = rfs_store_put_if_absent(s->store, key, "1", 1);
+	int r2 = r1 == 0 ? rfs_store_put_if_absent(s->store, key, "2", 1) : r1;
+	if (r1 == 0)
+		rfs_store_delete(s->store, key);
+	if (r1 == -ENOTSUP || r2 == 0 || r2 == -ENOTSUP) {
+		s->lease_mode = 1;
+		RFS_LOG(LOG_WARNING, "store %s does not refuse a second create of the same key (no conditional "
+			"PUT): only one host at a time can write this workspace (single-writer lease); others "
+			"mount read-only and follow", s->store->url);
+		return 1;
+	}
+	if (r1 < 0)
+		return r1;
+	return r2 == -EEXIST ? 0 : r2;
+}
+
+static int lease_read(struct rfs_sync *s, char *holder, size_t len, int64_t *expires)
+{
+	struct rfs_buf b = {0};
+	int rc = rfs_store_get(s->store, "lease", 0, 4096, &b);
+	if (rc < 0)
+		return rc;
+	char body[4097];
+	memcpy(body, b.data, b.len);
+	body[b.len] = 0;
+	rfs_buf_free(&b);
+	const char *h = strstr(body, "host="), *e = strstr(body, "expires=");
+	if (!h || !e)
+		return -ENOENT; /* a damaged lease counts as none */
+	snprintf(holder, len, "%.*s", (int)strcspn(h + 5, "\n"), h + 5);
+	*expires = atoll(e + 8);
+	return 0;
+}
+
+static int lease_write(struct rfs_sync *s)
+{
+	char body[256];
+	int n = snprintf(body, sizeof(body), "host=%s\nhostname=%s\nexpires=%lld\n", s->host_id, s->hostname,
+			 (long long)(rfs_now_ns() / 1000000000 + RFS_LEASE_SECONDS));
+	int rc = rfs_store_put(s->store, "lease", body, (size_t)n);
+	if (rc == 0)
+		s->lease_renewed_ms = rfs_monotonic_ms();
+	return rc;
+}
+
+int rfs_sync_acquire_lease(struct rfs_sync *s, char *holder, size_t len)
+{
+	if (!s->lease_mode)
+		return 0;
+	int64_t expires = 0;
+	int rc = lease_read(s, holder, len, &expires);
+	if (rc == 0 && strcmp(holder, s->host_id) && expires > rfs_now_ns() / 1000000000)
+		return 1;
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	rc = lease_write(s);
+	if (rc < 0)
+		return rc;
+	/* No compare-and-swap on such a store: write, wait, read back; the last writer wins and
+	 * everyone else sees that it is not them. */
+	struct timespec ts = {1, 0};
+	nanosleep(&ts, NULL);
+	rc = lease_read(s, holder, len, &expires);
+	if (rc < 0)
+		return rc;
+	if (strcmp(holder, s->host_id))
+		return 1;
+	s->have_lease = 1;
+	RFS_LOG(LOG_NOTICE, "holding the single-writer lease of %s", s->store->url);
+	return 0;
+}
+
 static void *sync_thread(void *arg)
 {
 	struct rfs_sync *s = arg;
@@ -690,6 +787,9 @@ static void *sync_thread(void *arg)
 		report_touched(s);
 		if (rfs_monotonic_ms() - s->last_heartbeat_ms >= RFS_HEARTBEAT_MS)
 			heartbeat(s, 0);
+		if (s->have_lease && rfs_monotonic_ms() - s->lease_renewed_ms >= RFS_LEASE_SECONDS * 1000 / 3 &&
+		    lease_write(s) < 0)
+			set_error(s, "cannot renew the writer lease of %s", s->store->url);
 		if (s->snap_every) {
 			int64_t cp = rfs_sync_checkpoint(s, 0);
 			if (cp < 0)
@@ -740,6 +840,10 @@ int rfs_sync_stop(struct rfs_sync *s, int timeout_ms)
 	}
 	if (s->hostname[0])
 		heartbeat(s, 1);
+	if (s->have_lease && rc == 0) {
+		rfs_store_delete(s->store, "lease"); /* the next host can write at once */
+		s->have_lease = 0;
+	}
 	return rc;
 }
 

@@ -71,6 +71,15 @@ int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force);
  * the log after it needs replaying. Returns its seq, 0 when the store has none, or -errno. */
 int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path);
 
+/* Capability probe at mount: does the store refuse a second conditional create of one key?
+ * If not (s3rver, Huawei OBS, `conditional=none`), the workspace falls back to a single
+ * writer: rfs_sync_acquire_lease() then takes the lease object `lease` (renewed by the sync
+ * thread, released at stop) or reports the live holder, and the caller mounts read-only and
+ * follows. Returns 1 when in lease mode, 0 when conditional create works, or -errno. */
+int rfs_sync_probe(struct rfs_sync *s);
+/* 0: this host may write; 1: another host holds the lease (its id in holder); -errno. */
+int rfs_sync_acquire_lease(struct rfs_sync *s, char *holder, size_t len);
+
 /* Pulls unless the last pull finished less than max_age_ms ago (close-to-open across hosts). */
 int rfs_sync_pull_if_older(struct rfs_sync *s, int max_age_ms);
 
