@@ -56,7 +56,8 @@ write_victims() {
   head -c $((2 * MiB)) /dev/urandom >"$mp/tmp/v1"
   head -c $((5 * MiB)) /dev/urandom >"$mp/tmp/deeper/v2"
 }
-delete_victims() { rm -r "$mp/tmp"; }
+# deleted files wait in the trash (their packs stay live), so empty it too
+delete_victims() { rm -r "$mp/tmp"; rm -f "$mp"/.trash/*; }
 
 session k1 write_k1
 session k2 write_k2
