@@ -72,7 +72,9 @@ static const char usage_format[] =
 	"\n"
 	"  --block-size N        block size, a power of two from 4K to 64M (default 4M)\n"
 	"  --compression C       lz4 or none (default lz4)\n"
-	"  --force               overwrite the format record of an existing workspace\n";
+	"  --force               overwrite the format record of an existing workspace\n"
+	"  --meta STORE          keep the metadata log (log/, snap/, hosts/) on another store, e.g. an\n"
+	"                        NFS directory next to a bucket without conditional create (Huawei OBS)\n";
 
 static const char usage_mount[] =
 	"usage: roamfs mount STORE MOUNTPOINT [options]\n"
@@ -113,6 +115,7 @@ static int cmd_format(int argc, char **argv)
 	static const struct option longopts[] = {{"block-size", required_argument, NULL, 'b'},
 						 {"compression", required_argument, NULL, 'c'},
 						 {"force", no_argument, NULL, 'F'},
+						 {"meta", required_argument, NULL, 'M'},
 						 {NULL, 0, NULL, 0}};
 	struct rfs_format f = {.version = RFS_FORMAT_VERSION, .block_size = RFS_DEFAULT_BLOCK_SIZE, .compress = 1};
 	int force = 0, c;
@@ -137,6 +140,15 @@ static int cmd_format(int argc, char **argv)
 		case 'F':
 			force = 1;
 			break;
+		case 'M': {
+			char merr[1024];
+			struct rfs_store *ms;
+			if (rfs_store_open(optarg, &ms, merr, sizeof(merr)) < 0)
+				die("--meta store: %s", merr);
+			snprintf(f.meta_url, sizeof(f.meta_url), "%s", ms->url);
+			rfs_store_close(ms);
+			break;
+		}
 		default:
 			fputs(usage_format, stderr);
 			return 2;

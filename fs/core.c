@@ -98,7 +98,8 @@ struct rfs_fs {
 	struct rfs_fs_config cfg;
 	char *cache_dir;
 	char staging_dir[PATH_MAX];
-	struct rfs_store *store;
+	struct rfs_store *store;      /* packs and the format record */
+	struct rfs_store *meta_store; /* the log, checkpoints, heartbeats: == store unless --meta */
 	struct rfs_meta *meta;
 	struct rfs_cache *cache;
 	struct rfs_sync *sync;
@@ -2315,9 +2316,18 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	rc = rfs_store_open(cfg->store_url, &fs->store, err, errlen);
 	if (rc < 0)
 		goto fail;
+	fs->meta_store = fs->store;
 	rc = rfs_format_read(fs->store, &fs->format, err, errlen);
 	if (rc < 0)
 		goto fail;
+	if (fs->format.meta_url[0]) {
+		/* the workspace keeps its log on another store (format --meta) */
+		rc = rfs_store_open(fs->format.meta_url, &fs->meta_store, err, errlen);
+		if (rc < 0) {
+			fs->meta_store = NULL;
+			goto fail;
+		}
+	}
 	rc = rfs_mkdir_p(cfg->cache_dir, 0700);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot create cache directory '%s': %s", cfg->cache_dir, strerror(-rc));
@@ -2333,7 +2343,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	snprintf(path, sizeof(path), "%s/meta.db", cfg->cache_dir);
 	if (access(path, F_OK) < 0) {
 		/* a new host: start from the newest checkpoint instead of replaying the whole log */
-		int64_t seq = rfs_snapshot_restore(fs->store, path);
+		int64_t seq = rfs_snapshot_restore(fs->meta_store, path);
 		if (seq < 0)
 			RFS_LOG(LOG_WARNING, "cannot read checkpoints (%s); replaying the whole log", strerror((int)-seq));
 	}
@@ -2363,7 +2373,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		snprintf(err, errlen, "cannot open block cache in '%s': %s", cfg->cache_dir, strerror(-rc));
 		goto fail;
 	}
-	rc = rfs_sync_open(fs->store, fs->meta, fs->host_id, fs->cfg.sync_interval_ms, &fs->sync);
+	rc = rfs_sync_open(fs->meta_store, fs->meta, fs->host_id, fs->cfg.sync_interval_ms, &fs->sync);
 	if (rc < 0)
 		goto fail;
 	rfs_sync_set_checkpoints(fs->sync, fs->cfg.snapshot_every > 0 ? fs->cfg.snapshot_every : RFS_SNAPSHOT_EVERY,
@@ -2418,6 +2428,8 @@ fail:
 	rfs_sync_close(fs->sync);
 	rfs_cache_close(fs->cache);
 	rfs_meta_close(fs->meta);
+	if (fs->meta_store && fs->meta_store != fs->store)
+		rfs_store_close(fs->meta_store);
 	rfs_store_close(fs->store);
 	free(fs->cache_dir);
 	free(fs);
@@ -2482,6 +2494,8 @@ int rfs_fs_close(struct rfs_fs *fs)
 	rfs_sync_close(fs->sync);
 	rfs_cache_close(fs->cache);
 	rfs_meta_close(fs->meta);
+	if (fs->meta_store && fs->meta_store != fs->store)
+		rfs_store_close(fs->meta_store);
 	rfs_store_close(fs->store);
 	pthread_cond_destroy(&fs->bg_cond);
 	pthread_mutex_destroy(&fs->bg_lock);

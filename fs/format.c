@@ -10,7 +10,7 @@
 
 int rfs_format_write(struct rfs_store *s, const struct rfs_format *f, int force, char *err, size_t errlen)
 {
-	char body[512];
+	char body[2048];
 	char when[32];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -18,8 +18,13 @@ int rfs_format_write(struct rfs_store *s, const struct rfs_format *f, int force,
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	int n = snprintf(body, sizeof(body),
 			 "{\"roamfs\": %d, \"uuid\": \"%s\", \"block_size\": %u, \"compression\": \"%s\", "
-			 "\"created\": \"%s\"}\n",
-			 RFS_FORMAT_VERSION, f->uuid, f->block_size, f->compress ? "lz4" : "none", when);
+			 "\"created\": \"%s\"%s%s%s}\n",
+			 RFS_FORMAT_VERSION, f->uuid, f->block_size, f->compress ? "lz4" : "none", when,
+			 f->meta_url[0] ? ", \"meta\": \"" : "", f->meta_url, f->meta_url[0] ? "\"" : "");
+	if (strchr(f->meta_url, '"') || strchr(f->meta_url, '\\')) {
+		snprintf(err, errlen, "the --meta store URL must not contain quotes or backslashes");
+		return -EINVAL;
+	}
 	int rc = force ? rfs_store_put(s, FORMAT_KEY, body, (size_t)n)
 		       : rfs_store_put_if_absent(s, FORMAT_KEY, body, (size_t)n);
 	if (rc == -EEXIST) {
@@ -129,6 +134,8 @@ int rfs_format_read(struct rfs_store *s, struct rfs_format *f, char *err, size_t
 		rc = -EINVAL;
 		goto out;
 	}
+	if (json_string(body, "meta", f->meta_url, sizeof(f->meta_url)) < 0)
+		f->meta_url[0] = 0;
 	f->version = (int)version;
 	f->block_size = (uint32_t)bs;
 	f->compress = !strcmp(comp, "lz4");

@@ -2,7 +2,7 @@
  * format.h - the workspace format record, `roamfs.json` at the root of a store.
  *
  *   {"roamfs": 1, "uuid": "<32 hex>", "block_size": 4194304, "compression": "lz4",
- *    "created": "<ISO time>"}
+ *    "created": "<ISO time>", "meta": "<store URL>"}       ("meta" only with format --meta)
  *
  * rfs_format_write() creates it with put-if-absent (so two concurrent `format` runs cannot
  * both win) unless force is set. rfs_format_read() loads and validates it; it refuses a
@@ -28,6 +28,7 @@ struct rfs_format {
 	char uuid[33];
 	uint32_t block_size;
 	int compress; /* 1: lz4, 0: none */
+	char meta_url[1024]; /* "" or the store that holds log/, snap/, hosts/ (format --meta) */
 };
 
 int rfs_format_write(struct rfs_store *s, const struct rfs_format *f, int force, char *err, size_t errlen);

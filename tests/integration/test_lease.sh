@@ -35,3 +35,25 @@ rfs_umount B
 rfs_mount A
 assert_eq "from B" "$(cat "$a/y")" "A sees what B wrote with the lease"
 rfs_umount A
+
+step "format --meta: the log on a store with conditional create lets both hosts write"
+mkdir -p "$WORK/metastore"
+rfs_format M --meta "file://$WORK/metastore"
+mdir=$(rfs_store_dir M)
+murl="$(rfs_store M)?conditional=ignore"
+RFS_STORE_URL[M]=$murl
+RFS_STORE_URL[N]=$murl
+rfs_mount M
+rfs_mount N
+m=$(rfs_mp M) n=$(rfs_mp N)
+grep -q "READ-ONLY" "$WORK"/N/mount.*.out && fail "N mounted read-only although the log store has conditional create"
+echo "from M" >"$m/ma"
+echo "from N" >"$n/nb" || fail "N cannot write"
+for ((i = 0; i < 50; i++)); do [ -e "$m/nb" ] && [ -e "$n/ma" ] && break; sleep 0.1; done
+assert_eq "from N" "$(cat "$m/nb")" "M sees N's file through the separate log"
+assert_eq "from M" "$(cat "$n/ma")" "N sees M's file through the separate log"
+ls "$WORK/metastore/log" | grep -q . || fail "no log records in the --meta store"
+[ -e "$mdir/roamfs.json" ] || fail "test bug: $mdir is not the data store"
+[ ! -e "$mdir/log" ] || fail "log records were written to the data store"
+rfs_umount M
+rfs_umount N
