@@ -64,7 +64,8 @@ static const char usage_main[] =
 	"  gc STORE          delete packs no file uses, after a grace period (--dry-run)\n"
 	"  version           print the version\n"
 	"\n"
-	"STORE is file:///abs/dir or a plain directory path.\n"
+	"STORE is file:///abs/dir (or a plain directory path), s3://BUCKET/PREFIX?endpoint=URL&region=R,\n"
+	"oss://BUCKET/PREFIX?region=R or obs://BUCKET/PREFIX?region=R (docs/s3.md).\n"
 	"'roamfs COMMAND --help' lists each command's options.\n";
 
 static const char usage_format[] =
@@ -1263,6 +1264,34 @@ int main(int argc, char **argv)
 	base = base ? base + 1 : argv[0];
 	if (!strcmp(base, "mount.roamfs") || !strcmp(base, "mount.fuse.roamfs"))
 		return mount_helper(argc, argv);
+	if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "--all")) {
+		/* every command's --help, in order: docs/cli-reference.md is generated from this */
+		static const char *const cmds[] = {"format", "mount", "umount", "status", "sync", "warmup", "fsck", "gc"};
+		fputs(usage_main, stdout);
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			char *hargv[] = {(char *)cmds[i], "--help", NULL};
+			printf("\n## roamfs %s\n\n", cmds[i]);
+			fflush(stdout);
+			if (!strcmp(cmds[i], "format"))
+				cmd_format(2, hargv);
+			else if (!strcmp(cmds[i], "mount"))
+				cmd_mount(2, hargv);
+			else if (!strcmp(cmds[i], "umount"))
+				cmd_umount(2, hargv);
+			else if (!strcmp(cmds[i], "status"))
+				cmd_status(2, hargv);
+			else if (!strcmp(cmds[i], "sync"))
+				cmd_sync(2, hargv);
+			else if (!strcmp(cmds[i], "warmup"))
+				cmd_warmup(2, hargv);
+			else if (!strcmp(cmds[i], "fsck"))
+				rfs_cmd_fsck(2, hargv);
+			else
+				rfs_cmd_gc(2, hargv);
+			fflush(stdout);
+		}
+		return 0;
+	}
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(usage_main, argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

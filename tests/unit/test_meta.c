@@ -1,6 +1,8 @@
 /* Unit tests for fs/meta.c: the SQLite metadata replica, its changesets and id ranges. */
+#include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 
 #include "check.h"
@@ -50,7 +52,7 @@ static uint64_t mknode(struct rfs_meta *m, uint64_t parent, const char *name, ui
 	uint64_t ino;
 	if (!CHECK_OK(rfs_meta_alloc_id(m, &ino)))
 		return 0;
-	struct rfs_attr a = mk_attr(ino, mode, 0, 1000000000LL * (int64_t)ino);
+	struct rfs_attr a = mk_attr(ino, mode, 0, 1000000000LL * (int64_t)(ino % 1000000));
 	if (!CHECK_OK(rfs_meta_put_attr(m, &a)) || !CHECK_OK(rfs_meta_add_dentry(m, parent, name, ino)))
 		return 0;
 	return ino;
@@ -1007,16 +1009,280 @@ static void meta_changeset_replicates(void)
 	CHECK(bid < (uint64_t)a_end - RFS_ID_RANGE || bid >= (uint64_t)a_end);
 	CHECK_EQ(count_rows(b.path, "SELECT count(*) FROM ranges"), 2);
 
-	/* a damaged changeset is refused */
-	if (cs.len > 10) {
-		CHECK_OK(rfs_meta_begin_unrecorded(b.m));
-		int rc = rfs_meta_apply_changeset(b.m, cs.data, cs.len / 2);
-		CHECK(rc < 0);
-		rfs_meta_rollback(b.m);
-	}
+	/* garbage is refused (a changeset cut inside a table header hangs SQLite 3.40's
+	 * iterator instead: see the known-bug case meta_apply_truncated_changeset) */
+	CHECK_OK(rfs_meta_begin_unrecorded(b.m));
+	CHECK(rfs_meta_apply_changeset(b.m, "not a changeset", 15) < 0);
+	rfs_meta_rollback(b.m);
 	db_close(&b);
 close_a:
 	rfs_buf_free(&cs);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+/* Collects pending changes of m into cs (all of them). */
+static void collect_all(struct rfs_meta *m, struct rfs_buf *cs, int64_t *upto)
+{
+	int64_t count = 0;
+	*upto = 0;
+	rfs_meta_lock(m);
+	CHECK_OK(rfs_meta_pending_collect(m, cs, upto, &count));
+	rfs_meta_unlock(m);
+}
+
+static int apply_plain(struct rfs_meta *m, const struct rfs_buf *cs)
+{
+	if (!CHECK_OK(rfs_meta_begin_unrecorded(m)))
+		return -1;
+	int ok = CHECK_OK(rfs_meta_apply_changeset(m, cs->data, cs->len));
+	CHECK_OK(rfs_meta_commit(m));
+	return ok ? 0 : -1;
+}
+
+struct conflict_list {
+	int n;
+	char what[512];
+};
+
+static int conflict_cb(void *arg, int64_t time_ns, const char *what)
+{
+	struct conflict_list *c = arg;
+	if (time_ns > 0 && c->n++ == 0)
+		snprintf(c->what, sizeof(c->what), "%s", what);
+	return 0;
+}
+
+static int find_copy(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	(void)mode;
+	(void)cookie;
+	if (!strncmp(name, "x.conflict-host-b-", 18))
+		*(uint64_t *)arg = ino;
+	return 0;
+}
+
+/* A remote record arriving while local changes are pending: local changes are rebased on
+ * top (same name -> conflict copy, remote delete wins, other local changes kept), pending
+ * is replaced by the rebased changeset, and replaying that on the remote side converges. */
+static void meta_apply_remote_rebase(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a, b;
+	b.m = NULL;
+	struct rfs_buf base = {0}, ra = {0}, rb = {0};
+	int64_t upto;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	if (db_open(&b, "b.db") < 0)
+		goto close;
+	CHECK_OK(rfs_meta_begin_unrecorded(b.m));
+	CHECK_OK(rfs_meta_local_set_text(b.m, "host_id", "host-b"));
+	CHECK_OK(rfs_meta_commit(b.m));
+
+	/* common base: a file f, published by A and applied on B */
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t f = mknode(a.m, RFS_ROOT_INO, "f", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(a.m));
+	collect_all(a.m, &base, &upto);
+	CHECK_OK(rfs_meta_pending_delete_upto(a.m, upto));
+	apply_plain(b.m, &base);
+
+	/* A (remote): deletes f, creates x. Published. */
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_del_dentry(a.m, RFS_ROOT_INO, "f"));
+	CHECK_OK(rfs_meta_delete_inode(a.m, f));
+	uint64_t xa = mknode(a.m, RFS_ROOT_INO, "x", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(a.m));
+	collect_all(a.m, &ra, &upto);
+	CHECK_OK(rfs_meta_pending_delete_upto(a.m, upto));
+
+	/* B (local, unpublished): resizes f, creates x too, and y */
+	CHECK_OK(rfs_meta_begin(b.m));
+	struct rfs_attr fa = mk_attr(f, S_IFREG | 0644, 5, 1);
+	CHECK_OK(rfs_meta_put_attr(b.m, &fa));
+	uint64_t xb = mknode(b.m, RFS_ROOT_INO, "x", S_IFREG | 0600);
+	uint64_t yb = mknode(b.m, RFS_ROOT_INO, "y", S_IFREG | 0600);
+	CHECK_OK(rfs_meta_commit(b.m));
+	CHECK_EQ(pending(b.m), 1);
+
+	CHECK_OK(rfs_meta_begin_unrecorded(b.m));
+	CHECK_EQ(rfs_meta_apply_remote(b.m, ra.data, ra.len, "host-b"), 1); /* one name conflict */
+	CHECK_OK(rfs_meta_commit(b.m));
+
+	rfs_meta_lock(b.m);
+	uint64_t ino = 0, copy = 0;
+	struct rfs_attr at;
+	CHECK_ERR(rfs_meta_get_attr(b.m, f, &at), ENOENT); /* the remote delete wins */
+	CHECK_ERR(rfs_meta_lookup(b.m, RFS_ROOT_INO, "f", &ino), ENOENT);
+	CHECK_OK(rfs_meta_lookup(b.m, RFS_ROOT_INO, "x", &ino));
+	CHECK_EQ(ino, xa); /* the remote entry keeps the name */
+	CHECK_OK(rfs_meta_readdir(b.m, RFS_ROOT_INO, 0, find_copy, &copy));
+	CHECK_EQ(copy, xb);
+	CHECK_OK(rfs_meta_lookup(b.m, RFS_ROOT_INO, "y", &ino));
+	CHECK_EQ(ino, yb);
+	int64_t n = 0;
+	CHECK_OK(rfs_meta_pending_count(b.m, &n));
+	CHECK_EQ(n, 1); /* replaced by the rebased changeset */
+	struct conflict_list cl = {0};
+	CHECK_OK(rfs_meta_conflicts(b.m, 10, conflict_cb, &cl));
+	CHECK_EQ(cl.n, 1);
+	CHECK_CONTAINS(cl.what, "'x'");
+	rfs_meta_unlock(b.m);
+
+	/* B publishes the rebased changes; A applies them: the replicas agree */
+	collect_all(b.m, &rb, &upto);
+	CHECK_OK(rfs_meta_begin_unrecorded(a.m));
+	CHECK_EQ(rfs_meta_apply_remote(a.m, rb.data, rb.len, "host-a"), 0);
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_EQ(pending(a.m), 0);
+	rfs_meta_lock(a.m);
+	copy = 0;
+	CHECK_OK(rfs_meta_readdir(a.m, RFS_ROOT_INO, 0, find_copy, &copy));
+	CHECK_EQ(copy, xb);
+	rfs_meta_unlock(a.m);
+	char *sa = dump_shared(a.path), *sb = dump_shared(b.path);
+	/* the root rows differ (each replica made its own at open); compare the rest */
+	char *ra_ = strstr(sa, "dentries:"), *rb_ = strstr(sb, "dentries:");
+	if (CHECK(ra_ && rb_) && !CHECK_STR(ra_, rb_))
+		fprintf(stderr, "  A:\n%s\n  B:\n%s\n", sa, sb);
+	free(sa);
+	free(sb);
+close:
+	rfs_buf_free(&base);
+	rfs_buf_free(&ra);
+	rfs_buf_free(&rb);
+	db_close(&b);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+struct touches {
+	int entries, inodes;
+	uint64_t ino_seen[16];
+	char names[4][32];
+};
+
+static void touch_cb(void *arg, uint64_t ino, uint64_t parent, const char *name)
+{
+	struct touches *t = arg;
+	if (name) {
+		if (t->entries < 4)
+			snprintf(t->names[t->entries], sizeof(t->names[0]), "%llu/%s", (unsigned long long)parent, name);
+		t->entries++;
+	} else {
+		if (t->inodes < 16)
+			t->ino_seen[t->inodes] = ino;
+		t->inodes++;
+	}
+}
+
+static void meta_changeset_touched(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	CHECK_OK(rfs_meta_begin(a.m));
+	uint64_t f = mknode(a.m, RFS_ROOT_INO, "f", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(a.m));
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_xattr_set(a.m, f, "user.a", "1", 1, 0));
+	uint8_t h[RFS_HASH_LEN];
+	hash_of(3, h);
+	CHECK_OK(rfs_meta_bmap_set(a.m, f, 0, h));
+	CHECK_OK(rfs_meta_commit(a.m));
+	struct rfs_buf cs = {0};
+	int64_t upto;
+	collect_all(a.m, &cs, &upto);
+	struct touches t = {0};
+	CHECK_OK(rfs_meta_changeset_touched(cs.data, cs.len, touch_cb, &t));
+	CHECK_EQ(t.entries, 1);
+	CHECK_STR(t.names[0], "1/f");
+	CHECK(t.inodes >= 1);
+	for (int i = 0; i < t.inodes && i < 16; i++)
+		CHECK_EQ(t.ino_seen[i], f); /* inode row, xattr, bmap and the entry's target: all f */
+	rfs_buf_free(&cs);
+	/* garbage touches nothing and does not crash (it currently returns 0, not an error:
+	 * the iterator's SQLITE_CORRUPT ends the loop like SQLITE_DONE) */
+	uint8_t junk[64];
+	memset(junk, 0x55, sizeof(junk));
+	struct touches t2 = {0};
+	CHECK(rfs_meta_changeset_touched(junk, sizeof(junk), touch_cb, &t2) <= 0);
+	CHECK_EQ(t2.entries + t2.inodes, 0);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
+/* KNOWN BUG (SQLite 3.40.1, reached through roamfs): a changeset cut inside a table header
+ * makes sqlite3changeset_next()/sqlite3changeset_apply() loop forever, so
+ * rfs_meta_apply_changeset(), rfs_meta_apply_remote() and rfs_meta_changeset_touched()
+ * never return. Each truncation length is tried in a child process with a time limit. */
+static volatile sig_atomic_t trunc_len = -1;
+
+static void trunc_alarm(int sig)
+{
+	(void)sig;
+	char msg[96];
+	int n = snprintf(msg, sizeof(msg), "  hung on a changeset cut to %d bytes\n", (int)trunc_len);
+	if (write(2, msg, (size_t)n) < 0)
+		_exit(3);
+	_exit(2);
+}
+
+static void meta_apply_truncated_changeset(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a, b;
+	struct rfs_buf cs = {0};
+	int64_t upto;
+	b.m = NULL;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	if (db_open(&b, "b.db") < 0)
+		goto close;
+	CHECK_OK(rfs_meta_begin(a.m));
+	mknode(a.m, RFS_ROOT_INO, "f", S_IFREG | 0644);
+	CHECK_OK(rfs_meta_commit(a.m));
+	collect_all(a.m, &cs, &upto);
+	for (int which = 0; which < 2; which++) {
+		fflush(stderr);
+		pid_t pid = fork();
+		if (pid == 0) {
+			signal(SIGALRM, trunc_alarm);
+			int bad = 0;
+			for (size_t l = 1; l < cs.len; l++) {
+				trunc_len = (int)l;
+				alarm(5);
+				int rc;
+				if (which == 0) {
+					struct touches t = {0};
+					rc = rfs_meta_changeset_touched(cs.data, l, touch_cb, &t);
+					rc = rc < 0 ? rc : -EINVAL; /* only termination is checked here */
+				} else {
+					rfs_meta_begin_unrecorded(b.m);
+					rc = rfs_meta_apply_changeset(b.m, cs.data, l);
+					rfs_meta_rollback(b.m);
+				}
+				alarm(0);
+				if (rc >= 0) {
+					fprintf(stderr, "  a changeset cut to %zu of %zu bytes was applied\n", l, cs.len);
+					bad = 1;
+				}
+			}
+			_exit(bad);
+		}
+		int st = 0;
+		CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+		if (!CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			fprintf(stderr, "  in %s\n", which ? "rfs_meta_apply_changeset" : "rfs_meta_changeset_touched");
+	}
+close:
+	rfs_buf_free(&cs);
+	db_close(&b);
 	db_close(&a);
 out:
 	check_rmtree(tmp_dir);
@@ -1069,6 +1335,9 @@ int main(int argc, char **argv)
 	RUN(meta_rollback_range_claim);
 	RUN(meta_pending_rows);
 	RUN(meta_changeset_replicates);
+	RUN(meta_apply_remote_rebase);
+	RUN(meta_changeset_touched);
 	RUN(meta_orphans);
+	RUN_KNOWN_BUG(meta_apply_truncated_changeset);
 	return check_done();
 }
