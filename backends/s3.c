@@ -1228,8 +1228,10 @@ static int send_once(struct s3_store *s, struct s3_req *r, CURL *h, const char *
 	}
 	if ((rc = add_header(&hl, "Expect", "")) < 0) /* no 100-continue round trip */
 		goto out;
-	if ((rc = add_header(&hl, "Content-Type", r->content_type ? r->content_type : "application/octet-stream")) < 0)
-		goto out;
+	if (!strcmp(r->method, "PUT") || !strcmp(r->method, "POST"))
+		if ((rc = add_header(&hl, "Content-Type",
+				     r->content_type ? r->content_type : "application/octet-stream")) < 0)
+			goto out;
 	if (!strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"))
 		if ((rc = add_header(&hl, "Accept-Encoding", "identity")) < 0)
 			goto out;

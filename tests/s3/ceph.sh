@@ -5,14 +5,16 @@
 # The ctest fixture in tests/s3/CMakeLists.txt starts it into BUILD/ceph and stops it at the
 # end; tests read the endpoint and keys from DIR/env.
 #
-# Differences from the original: `start` honours ROAMFS_TEST_S3=0 (do not start; exit 0 and
+# Differences from the original: PORT may be "auto" (so that concurrent test runs on one
+# machine do not collide); `start` honours ROAMFS_TEST_S3=0 (do not start; exit 0 and
 # remove DIR/env, so the live tests skip) and RFS_CEPH_OPTIONAL=1 (when the packages are
 # missing and cannot be installed - not root, no apt, no network - say SKIP and exit 0
 # instead of failing, again leaving no DIR/env). Everything else is unchanged.
 #
 # Usage:
 #   ceph.sh start DIR [PORT]         start a fresh cluster whose state lives in DIR; S3 on
-#                                 http://127.0.0.1:PORT (default 4600). On success prints
+#                                 http://127.0.0.1:PORT (default 4600; "auto": a free range
+#                                 of 21 ports, or the one DIR already serves on). On success prints
 #                                 (stdout, eval-able) and writes DIR/env:
 #                                   export S3_ENDPOINT=http://127.0.0.1:PORT
 #                                   export AWS_ACCESS_KEY_ID=...  AWS_SECRET_ACCESS_KEY=...
@@ -134,6 +136,18 @@ probe() {
 }
 
 port_busy() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
+
+# free_port: the first of 21 consecutive free ports (RGW, monitor, OSD range), picked at random
+free_port() {
+    local base i tries
+    for ((tries = 0; tries < 200; tries++)); do
+        base=$((20000 + (RANDOM % 1600) * 25))
+        for ((i = 0; i <= 20; i++)); do port_busy $((base + i)) && continue 2; done
+        echo "$base"
+        return 0
+    done
+    die "no free range of 21 ports found on 127.0.0.1"
+}
 
 excerpt() {
     local d=$1 f
@@ -348,7 +362,11 @@ start)  [[ $# -ge 2 && $# -le 3 ]] || usage; D=$(absdir "$2")
         if [[ ${ROAMFS_TEST_S3:-1} == 0 ]]; then
             log "ROAMFS_TEST_S3=0: not starting RGW"; rm -f "$D/env"; exit 0
         fi
-        start_dir "$D" "${3:-4600}" ;;
+        P=${3:-4600}
+        if [[ $P == auto ]]; then
+            if running_ok "$D"; then P=$(cat "$D/port"); else P=$(free_port); fi
+        fi
+        start_dir "$D" "$P" ;;
 stop)   [[ $# -eq 2 ]] || usage; D=$(absdir "$2")
         if [[ -d $D ]]; then exec 9>"$D/.lock"; flock -w 300 9 || die "another ceph-s3.sh holds $D/.lock"; fi
         stop_dir "$D" ;;
