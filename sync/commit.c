@@ -13,7 +13,7 @@
 
 #include "fs/log.h"
 
-#define LOG_MAGIC "RFSLOG1"
+#define LOG_MAGIC "RFSLOG2"
 #define MAX_RECORD (256u << 20) /* a record bigger than this is refused as corrupt */
 #ifndef RFS_SYNC_COALESCE_MS
 #define RFS_SYNC_COALESCE_MS 300
@@ -111,16 +111,9 @@ void rfs_sync_close(struct rfs_sync *s)
 	free(s);
 }
 
-struct record {
-	int64_t seq;
-	char prev[65], commit_id[33], host[64];
-	int64_t time_ns;
-	uint8_t *cs; /* malloc'd raw changeset */
-	size_t cs_len;
-	char hash[65]; /* sha256 of the whole object */
-};
+#define record rfs_log_record
 
-static int parse_record(const struct rfs_buf *b, struct record *r)
+int rfs_log_record_parse(const struct rfs_buf *b, struct rfs_log_record *r)
 {
 	memset(r, 0, sizeof(*r));
 	const char *nl = memchr(b->data, '\n', b->len < 512 ? b->len : 512);
@@ -130,11 +123,11 @@ static int parse_record(const struct rfs_buf *b, struct record *r)
 	size_t hl = (size_t)(nl - (const char *)b->data);
 	memcpy(head, b->data, hl);
 	head[hl] = 0;
-	char magic[16];
+	char magic[16], sum[65];
 	unsigned long long raw_len, stored_len;
 	long long seq, t;
-	if (sscanf(head, "%15s %lld %64s %32s %63s %lld %llu %llu", magic, &seq, r->prev, r->commit_id, r->host,
-		   &t, &raw_len, &stored_len) != 8 ||
+	if (sscanf(head, "%15s %lld %64s %32s %63s %lld %llu %llu %64s", magic, &seq, r->prev, r->commit_id, r->host,
+		   &t, &raw_len, &stored_len, sum) != 9 ||
 	    strcmp(magic, LOG_MAGIC))
 		return -EINVAL;
 	size_t body = b->len - hl - 1;
@@ -157,7 +150,17 @@ static int parse_record(const struct rfs_buf *b, struct record *r)
 		}
 	}
 	r->cs_len = raw_len;
+	/* C4: the changeset must be exactly what its author hashed before SQLite parses it (a
+	 * damaged changeset can make SQLite's reader misbehave; a damaged value would apply) */
 	uint8_t h[RFS_HASH_LEN];
+	char got[2 * RFS_HASH_LEN + 1];
+	rfs_sha256(r->cs, r->cs_len, h);
+	rfs_hex(h, RFS_HASH_LEN, got);
+	if (strcmp(got, sum)) {
+		free(r->cs);
+		r->cs = NULL;
+		return -EINVAL;
+	}
 	rfs_sha256(b->data, b->len, h);
 	rfs_hex(h, RFS_HASH_LEN, r->hash);
 	return 0;
@@ -178,8 +181,12 @@ static int build_record(const struct rfs_buf *cs, int64_t seq, const char *prev,
 		plen = cs->len;
 	}
 	char head[512];
-	int hl = snprintf(head, sizeof(head), "%s %" PRId64 " %s %s %s %" PRId64 " %zu %zu\n", LOG_MAGIC, seq,
-			  prev, commit_id, host, rfs_now_ns(), cs->len, plen);
+	uint8_t sum[RFS_HASH_LEN];
+	char sumhex[2 * RFS_HASH_LEN + 1];
+	rfs_sha256(cs->data, cs->len, sum);
+	rfs_hex(sum, RFS_HASH_LEN, sumhex);
+	int hl = snprintf(head, sizeof(head), "%s %" PRId64 " %s %s %s %" PRId64 " %zu %zu %s\n", LOG_MAGIC, seq,
+			  prev, commit_id, host, rfs_now_ns(), cs->len, plen, sumhex);
 	int rc = rfs_buf_append(out, head, (size_t)hl);
 	if (rc == 0)
 		rc = rfs_buf_append(out, payload, plen);
@@ -276,7 +283,7 @@ static int pull_locked(struct rfs_sync *s)
 			return rc;
 		}
 		struct record r;
-		rc = parse_record(&b, &r);
+		rc = rfs_log_record_parse(&b, &r);
 		rfs_buf_free(&b);
 		if (rc < 0) {
 			set_error(s, "log record %s is damaged; not applying it or anything after it", key);

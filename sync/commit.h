@@ -2,8 +2,9 @@
  * commit.h - the metadata log: publishing local changes to log/<seq> and applying others'.
  *
  * A log record is one object, log/<seq as 20 digits>:
- *     "RFSLOG1 <seq> <prev-hash> <commit-id> <host-id> <time-ns> <raw-len> <stored-len>\n"
- *     followed by the changeset (LZ4-compressed when stored-len != raw-len).
+ *     "RFSLOG2 <seq> <prev-hash> <commit-id> <host-id> <time-ns> <raw-len> <stored-len> <sha256>\n"
+ *     followed by the changeset (LZ4-compressed when stored-len != raw-len); <sha256> is the
+ *     SHA-256 of the raw changeset, checked before SQLite sees it.
  * prev-hash is the SHA-256 of the previous record object (hash chain; 64 zeros for seq 1).
  *
  * Invariants (numbered so code can cite them):
@@ -31,6 +32,19 @@
 #include "fs/meta.h"
 
 struct rfs_sync;
+
+/* One parsed log record. cs is malloc'd (the raw, verified changeset); the caller frees it. */
+struct rfs_log_record {
+	int64_t seq;
+	char prev[65], commit_id[33], host[64];
+	int64_t time_ns;
+	uint8_t *cs;
+	size_t cs_len;
+	char hash[65]; /* SHA-256 of the whole object: the next record's prev */
+};
+
+/* Parses and verifies a log record object (header, lengths, LZ4, changeset hash). 0 or -EINVAL. */
+int rfs_log_record_parse(const struct rfs_buf *obj, struct rfs_log_record *r);
 
 struct rfs_sync_stats {
 	int64_t applied_seq;

@@ -17,9 +17,8 @@
 
 #include "fs/log.h"
 #include "fs/pack.h"
+#include "sync/commit.h"
 
-#define LOG_MAGIC "RFSLOG1"        /* the record format of sync/commit.h */
-#define MAX_RECORD (256u << 20)    /* as commit.c: a bigger record is corrupt */
 #ifndef RFS_FSCK_WHOLE_PACK_MAX
 #define RFS_FSCK_WHOLE_PACK_MAX (64u << 20) /* fsck GETs a pack up to this size in one request */
 #endif
@@ -175,33 +174,19 @@ static int log_read(struct rfs_store *st, int64_t seq, struct log_rec *r)
 	int rc = rfs_store_get(st, key, 0, RFS_GET_TO_END, &b);
 	if (rc < 0)
 		return rc;
-	rc = -EINVAL;
-	const uint8_t *nl = memchr(b.data, '\n', b.len < 512 ? b.len : 512);
-	if (!nl)
-		goto out;
-	char head[512], magic[16], prev[65], cid[33], host[64];
-	size_t hl = (size_t)(nl - b.data);
-	memcpy(head, b.data, hl);
-	head[hl] = 0;
-	long long s, t;
-	unsigned long long raw, stored;
-	if (sscanf(head, "%15s %lld %64s %32s %63s %lld %llu %llu", magic, &s, prev, cid, host, &t, &raw, &stored) != 8 ||
-	    strcmp(magic, LOG_MAGIC) || s != seq || stored != b.len - hl - 1 || raw > MAX_RECORD)
-		goto out;
-	r->cs = malloc(raw ? raw : 1);
-	if (!r->cs) {
-		rc = -ENOMEM;
+	struct rfs_log_record lr;
+	rc = rfs_log_record_parse(&b, &lr);
+	if (rc == 0 && lr.seq != seq) {
+		free(lr.cs);
+		rc = -EINVAL;
+	}
+	if (rc < 0) {
+		rc = -EINVAL;
 		goto out;
 	}
-	if (raw == stored) {
-		memcpy(r->cs, nl + 1, raw);
-	} else {
-		int n = LZ4_decompress_safe((const char *)nl + 1, (char *)r->cs, (int)stored, (int)raw);
-		if (n < 0 || (unsigned long long)n != raw)
-			goto out;
-	}
-	r->cs_len = raw;
-	r->time_ns = t;
+	r->cs = lr.cs;
+	r->cs_len = lr.cs_len;
+	r->time_ns = lr.time_ns;
 	rc = 0;
 out:
 	if (rc < 0) {

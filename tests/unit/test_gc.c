@@ -395,7 +395,7 @@ static void fsck_reports_a_damaged_log(void)
 	if (ws_open(&w) == 0) {
 		REQUIRE(ws_file(&w, RFS_ROOT_INO, "a", a, sizeof(a), 0, 1, NULL));
 		REQUIRE(ws_file(&w, RFS_ROOT_INO, "b", a, sizeof(a), 0, 1, NULL));
-		REQUIRE_OK(rfs_store_put(w.store, "log/00000000000000000002", "RFSLOG1 garbage\n", 16));
+		REQUIRE_OK(rfs_store_put(w.store, "log/00000000000000000002", "RFSLOG2 garbage\n", 16));
 		struct rfs_fsck_stats st;
 		struct notes ns;
 		CHECK_OK(run_fsck(&w, 0, &st, &ns));
