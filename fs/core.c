@@ -2521,6 +2521,12 @@ void rfs_fs_set_identity(struct rfs_fs *fs, const char *mountpoint)
 	rfs_sync_set_identity(fs->sync, host, mountpoint);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -2543,7 +2549,8 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 	DIR *d = opendir(fs->staging_dir);
 	if (d) {
 		struct dirent *de;
-		uint64_t last_ino = 0;
+		uint64_t *inos = NULL;
+		size_t n = 0, cap = 0;
 		time_t now = time(NULL), oldest = 0;
 		while ((de = readdir(d))) {
 			unsigned long long ino, idx;
@@ -2555,13 +2562,26 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 			if (stat(path, &sb) < 0)
 				continue;
 			st->dirty_bytes += (uint64_t)sb.st_size;
-			if (ino != last_ino)
-				st->dirty_files++; /* approximate: readdir order groups a file's blocks loosely */
-			last_ino = ino;
 			if (!oldest || sb.st_mtime < oldest)
 				oldest = sb.st_mtime;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				uint64_t *ni = realloc(inos, nc * sizeof(*ni));
+				if (!ni)
+					continue;
+				inos = ni;
+				cap = nc;
+			}
+			inos[n++] = ino;
 		}
 		closedir(d);
+		if (n) {
+			qsort(inos, n, sizeof(*inos), cmp_u64);
+			st->dirty_files = 1;
+			for (size_t i = 1; i < n; i++)
+				st->dirty_files += inos[i] != inos[i - 1];
+		}
+		free(inos);
 		if (oldest)
 			st->oldest_dirty_s = now - oldest;
 	}
