@@ -430,7 +430,7 @@ static int cmd_mount(int argc, char **argv)
 				    .fuse_opts = fuse_opts,
 				    .foreground = foreground,
 				    .fuse_debug = 0,
-				    .attr_timeout = 1.0,
+				    .attr_timeout = 10.0,
 				    .max_threads = 16};
 	rc = rfs_fuse_run(d.fs, &mo, daemon_started, &d, err, sizeof(err));
 	if (rc < 0) {

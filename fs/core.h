@@ -31,7 +31,7 @@ struct rfs_fs;
 
 /* Deleted files wait here (a virtual directory, not listed in the root) until they expire;
  * `mv MOUNT/.trash/NAME.deleted-… MOUNT/NAME` restores one. */
-#define RFS_TRASH_INO 2
+#define RFS_TRASH_INO 2 /* == RFS_TRASH_DIR_INO in meta.h */
 #define RFS_TRASH_NAME ".trash"
 
 struct rfs_fs_config {

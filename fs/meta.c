@@ -1081,6 +1081,16 @@ static int touched_iter(sqlite3_changeset_iter *it, rfs_touch_cb cb, void *arg)
 				sqlite3changeset_old(it, 2, &vi);
 			if (vi)
 				cb(arg, (uint64_t)sqlite3_value_int64(vi), 0, NULL);
+		} else if (!strcmp(tab, "trash")) {
+			/* columns: ino, name, parent, deleted: the entry lives in the virtual .trash */
+			sqlite3_value *vn = NULL;
+			if (op == SQLITE_INSERT)
+				sqlite3changeset_new(it, 1, &vn);
+			else if (op == SQLITE_DELETE)
+				sqlite3changeset_old(it, 1, &vn);
+			if (vn && sqlite3_value_type(vn) == SQLITE_TEXT)
+				cb(arg, 0, RFS_TRASH_DIR_INO, (const char *)sqlite3_value_text(vn));
+			cb(arg, (uint64_t)sqlite3_value_int64(v0), 0, NULL);
 		} else if (!strcmp(tab, "inodes") || !strcmp(tab, "bmap") || !strcmp(tab, "xattrs") ||
 			   !strcmp(tab, "symlinks")) {
 			cb(arg, (uint64_t)sqlite3_value_int64(v0), 0, NULL);

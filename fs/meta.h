@@ -32,6 +32,7 @@
 #include "fs/util.h"
 
 #define RFS_ROOT_INO 1
+#define RFS_TRASH_DIR_INO 2 /* the virtual .trash directory (core.h: RFS_TRASH_INO) */
 /* Each host claims ids in ranges of this size (inode numbers and dirent cookies), at a
  * random multiple of the size below 2^62. */
 #define RFS_ID_RANGE (1ULL << 24)

@@ -293,6 +293,77 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	free(d.buf);
 }
 
+struct plus_ent {
+	char *name;
+	uint64_t ino, next;
+};
+
+struct plus_list {
+	struct plus_ent *v;
+	size_t n, max;
+};
+
+static int collect_plus(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t next)
+{
+	(void)mode;
+	struct plus_list *l = arg;
+	if (l->n == l->max)
+		return 1;
+	l->v[l->n].name = strdup(name);
+	if (!l->v[l->n].name)
+		return 1;
+	l->v[l->n].ino = ino;
+	l->v[l->n].next = next;
+	l->n++;
+	return 0;
+}
+
+/* readdir with attributes: `ls -l`, `find -type f` and Python's scandir cost one request per
+ * directory block instead of one lookup per entry. Entries are collected first (the core
+ * holds the metadata lock while listing), then stat'ed. */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct ops_ctx *c = ctx_of(req);
+	struct plus_list l = {NULL, 0, size / 48 + 2};
+	char *buf = malloc(size ? size : 1);
+	l.v = calloc(l.max, sizeof(*l.v));
+	if (!buf || !l.v) {
+		free(buf);
+		free(l.v);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int rc = rfs_readdir(c->fs, ino, (uint64_t)off, collect_plus, &l);
+	size_t used = 0;
+	for (size_t i = 0; rc == 0 && i < l.n; i++) {
+		struct fuse_entry_param e = {0};
+		int dots = !strcmp(l.v[i].name, ".") || !strcmp(l.v[i].name, "..");
+		if (!dots && rfs_getattr(c->fs, l.v[i].ino, &e.attr) == 0) {
+			e.ino = l.v[i].ino;
+			e.attr_timeout = c->timeout;
+			e.entry_timeout = c->timeout;
+		} else {
+			/* no lookup reference for . and .. (or a vanished entry): ino 0 */
+			e.attr.st_ino = l.v[i].ino;
+			e.attr.st_mode = S_IFDIR;
+		}
+		size_t need = fuse_add_direntry_plus(req, NULL, 0, l.v[i].name, NULL, 0);
+		if (used + need > size)
+			break;
+		fuse_add_direntry_plus(req, buf + used, size - used, l.v[i].name, &e, (off_t)l.v[i].next);
+		used += need;
+	}
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i].name);
+	free(l.v);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -383,6 +454,7 @@ static const struct fuse_lowlevel_ops rfs_ll_ops = {
 	.release = op_release,
 	.fsync = op_fsync,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.fsyncdir = op_fsyncdir,
 	.statfs = op_statfs,
 	.setxattr = op_setxattr,
