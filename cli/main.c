@@ -420,6 +420,9 @@ static int cmd_mount(int argc, char **argv)
 	int rc = rfs_fs_open(&cfg, &d.fs, err, sizeof(err));
 	if (rc < 0)
 		die("%s", err[0] ? err : strerror(-rc));
+	/* From here on show the store as the store prints itself: secrets in the URL are masked
+	 * (it ends up in /proc/mounts, the registry and the log) */
+	snprintf(d.store, sizeof(d.store), "%s", rfs_fs_store_url(d.fs));
 	char fsname[PATH_MAX + 16];
 	snprintf(fsname, sizeof(fsname), "roamfs:%s", d.store);
 	for (char *p = fsname; *p; p++)

@@ -2521,6 +2521,11 @@ void rfs_fs_set_identity(struct rfs_fs *fs, const char *mountpoint)
 	rfs_sync_set_identity(fs->sync, host, mountpoint);
 }
 
+const char *rfs_fs_store_url(struct rfs_fs *fs)
+{
+	return fs->store->url;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

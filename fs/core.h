@@ -128,6 +128,8 @@ struct rfs_fs_status {
 	uint32_t block_size;
 };
 int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st);
+/* The store's URL as the store prints it (secrets masked). Valid until rfs_fs_close(). */
+const char *rfs_fs_store_url(struct rfs_fs *fs);
 /* Heartbeats of hosts seen within max_age_s: cb(arg, host_id, body of hosts/<id>). */
 int rfs_fs_list_hosts(struct rfs_fs *fs, int max_age_s, int (*cb)(void *arg, const char *id, const char *body),
 		      void *arg);
