@@ -545,14 +545,19 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 	}
 	if (rc < 0)
 		return rc;
-	int fd = rfs_cache_open_block(fs->cache, hash);
-	if (fd >= 0) {
-		ssize_t r = rfs_pread_full(fd, out, len, off);
-		close(fd);
-		if (r >= 0) {
-			memset(out + r, 0, len - (size_t)r);
-			return 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int fd = rfs_cache_open_block(fs->cache, hash);
+		if (fd >= 0) {
+			ssize_t r = rfs_pread_full(fd, out, len, off);
+			close(fd);
+			if (r >= 0) {
+				memset(out + r, 0, len - (size_t)r);
+				return 0;
+			}
 		}
+		/* the readahead may be fetching this very block: wait for it rather than fetch twice */
+		if (attempt || !fs->prefetch || !rfs_prefetch_wait_for(fs->prefetch, hash))
+			break;
 	}
 	uint8_t *buf = malloc(fs->format.block_size);
 	if (!buf)
@@ -967,9 +972,12 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 	if (count)
 		memcpy(list, n->blocks, count * sizeof(*list));
 	uint64_t size = n->size;
+	pthread_mutex_unlock(&n->lock);
 	int rc = 0;
-	/* Reading staging under the node lock keeps a concurrent write from tearing the block;
-	 * the upload itself happens without it. */
+	/* Each block is read under the node lock (a concurrent write cannot tear it) and only if it
+	 * is still the generation snapshotted above (else it stays dirty for the next round);
+	 * hashing, compression and uploads happen without the lock, and a full pack is uploaded at
+	 * once, so a flush of a huge file holds at most one pack in memory. */
 	for (size_t i = 0; i < count && rc == 0; i++) {
 		struct sealed s = {.n = n, .idx = list[i].idx, .gen = list[i].gen};
 		uint64_t start = s.idx * bs;
@@ -979,18 +987,22 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 			continue;
 		}
 		uint32_t len = size - start < bs ? (uint32_t)(size - start) : bs;
+		pthread_mutex_lock(&n->lock);
+		struct dblock *d = dblock_find(n, s.idx);
+		if (!d || d->gen != s.gen) {
+			pthread_mutex_unlock(&n->lock);
+			continue; /* written or truncated since the snapshot: next round */
+		}
 		char path[PATH_MAX];
 		staging_path(fs, n->ino, s.idx, path, sizeof(path));
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			rc = -errno;
-			RFS_LOG(LOG_ERR, "staging file '%s' vanished: %s", path, strerror(errno));
-			break;
-		}
-		ssize_t r = rfs_pread_full(fd, buf, len, 0);
-		close(fd);
+		ssize_t r = fd < 0 ? -errno : rfs_pread_full(fd, buf, len, 0);
+		if (fd >= 0)
+			close(fd);
+		pthread_mutex_unlock(&n->lock);
 		if (r < 0) {
 			rc = (int)r;
+			RFS_LOG(LOG_ERR, "cannot read staging file '%s': %s", path, strerror(-rc));
 			break;
 		}
 		memset(buf + r, 0, len - (size_t)r);
@@ -1008,11 +1020,10 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 		}
 		if (rc == 0)
 			rc = batch_add_sealed(b, &s);
+		if (rc == 0 && b->pack_open && b->pack.buf.len >= RFS_PACK_TARGET)
+			rc = upload_pack(fs, b);
 	}
-	pthread_mutex_unlock(&n->lock);
 	free(list);
-	if (rc == 0 && b->pack_open && b->pack.buf.len >= RFS_PACK_TARGET)
-		rc = upload_pack(fs, b);
 	return rc;
 }
 

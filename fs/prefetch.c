@@ -14,7 +14,7 @@ struct rfs_prefetch {
 	int nthreads;
 	pthread_t threads[MAX_THREADS];
 	pthread_mutex_t lock;
-	pthread_cond_t work, idle, room;
+	pthread_cond_t work, idle, room, done;
 	/* below: protected by lock */
 	uint8_t queue[QUEUE_LEN][RFS_HASH_LEN];
 	size_t head, count;
@@ -59,6 +59,7 @@ static void *work(void *arg)
 		p->fetch(p->arg, p->running[id]);
 		pthread_mutex_lock(&p->lock);
 		p->busy[id] = 0;
+		pthread_cond_broadcast(&p->done);
 		int any = p->count > 0;
 		for (int i = 0; i < p->nthreads; i++)
 			any |= p->busy[i];
@@ -84,6 +85,7 @@ int rfs_prefetch_start(int nthreads, rfs_fetch_fn fetch, void *arg, struct rfs_p
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->idle, NULL);
 	pthread_cond_init(&p->room, NULL);
+	pthread_cond_init(&p->done, NULL);
 	for (int i = 0; i < nthreads; i++) {
 		struct worker *w = malloc(sizeof(*w));
 		if (!w || pthread_create(&p->threads[i], NULL, work, w ? (w->p = p, w->id = i, w) : NULL) != 0) {
@@ -132,6 +134,18 @@ int rfs_prefetch_add_wait(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LE
 	return rc;
 }
 
+int rfs_prefetch_wait_for(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN])
+{
+	int waited = 0;
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop && known_locked(p, hash)) {
+		waited = 1;
+		pthread_cond_wait(&p->done, &p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return waited;
+}
+
 void rfs_prefetch_wait_idle(struct rfs_prefetch *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -156,12 +170,14 @@ void rfs_prefetch_stop(struct rfs_prefetch *p)
 	pthread_cond_broadcast(&p->work);
 	pthread_cond_broadcast(&p->idle);
 	pthread_cond_broadcast(&p->room);
+	pthread_cond_broadcast(&p->done);
 	pthread_mutex_unlock(&p->lock);
 	for (int i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->idle);
 	pthread_cond_destroy(&p->room);
+	pthread_cond_destroy(&p->done);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

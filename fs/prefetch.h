@@ -24,6 +24,10 @@ int rfs_prefetch_add(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN]);
 /* Like rfs_prefetch_add, but waits for room instead of dropping (bulk warmup). */
 int rfs_prefetch_add_wait(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN]);
 void rfs_prefetch_wait_idle(struct rfs_prefetch *p);
+/* If hash is queued or being fetched, waits until that fetch finished and returns 1 (the
+ * caller then finds it in the cache); returns 0 at once otherwise. A reader that needs a block
+ * the readahead is already fetching waits for it instead of fetching it a second time. */
+int rfs_prefetch_wait_for(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN]);
 void rfs_prefetch_stop(struct rfs_prefetch *p);
 
 #endif
