@@ -1996,6 +1996,15 @@ int rfs_release(struct rfs_fs *fs, uint64_t ino, int flags)
 	int writers = n->writers;
 	pthread_mutex_unlock(&fs->nodes_lock);
 	node_put(fs, n);
+	struct rfs_attr cur;
+	if (last) {
+		/* cheap check first: almost every file closed still has a name */
+		rfs_meta_lock(fs->meta);
+		int named = rfs_meta_get_attr(fs->meta, ino, &cur) != 0 || cur.nlink > 0;
+		rfs_meta_unlock(fs->meta);
+		if (named)
+			last = 0;
+	}
 	if (last) {
 		/* an unlinked file whose last handle just closed: now it can go */
 		int rc = rfs_meta_begin(fs->meta);
@@ -2361,6 +2370,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	rc = rfs_meta_open(path, &fs->meta, err, errlen);
 	if (rc < 0)
 		goto fail;
+	rfs_meta_set_exclusive(fs->meta);
 	/* A cache dir belongs to one workspace: refuse to mix two. */
 	char uuid[64] = "";
 	rfs_meta_lock(fs->meta);

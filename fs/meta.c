@@ -219,7 +219,8 @@ int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t err
 		goto fail;
 	}
 	sqlite3_busy_timeout(m->db, 5000);
-	if (exec(m, "PRAGMA journal_mode=WAL") < 0 || exec(m, "PRAGMA synchronous=NORMAL") < 0 ||
+	if (exec(m, "PRAGMA journal_mode=WAL") < 0 ||
+	    exec(m, "PRAGMA synchronous=NORMAL") < 0 || exec(m, "PRAGMA cache_size=-16384") < 0 ||
 	    exec(m, schema_sql) < 0) {
 		snprintf(err, errlen, "cannot initialise metadata database '%s': %s (is the cache disk full or read-only?)",
 			 path, sqlite3_errmsg(m->db));
@@ -1650,4 +1651,12 @@ int rfs_meta_trash_list(struct rfs_meta *m, uint64_t after, int64_t before_ns, r
 	}
 	sqlite3_finalize(s);
 	return 0;
+}
+
+int rfs_meta_set_exclusive(struct rfs_meta *m)
+{
+	pthread_mutex_lock(&m->lock);
+	int rc = exec(m, "PRAGMA locking_mode=EXCLUSIVE");
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }

@@ -55,6 +55,9 @@ struct rfs_block_loc {
 
 int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t errlen);
 void rfs_meta_close(struct rfs_meta *m);
+/* The daemon owns its replica (fsck and gc build their own): take SQLite's file lock once
+ * instead of with fcntl() calls on every transaction. Other connections then cannot open it. */
+int rfs_meta_set_exclusive(struct rfs_meta *m);
 
 void rfs_meta_lock(struct rfs_meta *m);
 void rfs_meta_unlock(struct rfs_meta *m);
