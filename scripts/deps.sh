@@ -8,6 +8,13 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Optional, never fails this script: node + npm for tests/s3/test_s3rver.sh (it skips without).
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "deps.sh: installing nodejs npm (optional, for the s3rver smoke test)"
+  DEBIAN_FRONTEND=noninteractive timeout 600 sh -c \
+    'apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm' >/dev/null 2>&1 \
+    || echo "deps.sh: could not install npm (optional): tests/s3/test_s3rver.sh will skip" >&2
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "deps.sh: missing packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
