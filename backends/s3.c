@@ -2047,10 +2047,11 @@ static void probe_conditional(struct s3_store *s)
 	int sent = s3_send(s, &r) == 0 && r.cc == CURLE_OK;
 	if (sent && r.status >= 200 && r.status < 300) {
 		s->cond = RFS_S3_COND_NONE;
-		RFS_LOG(LOG_ERR,
+		RFS_LOG(LOG_WARNING,
 			"store %s: the store ACCEPTED a second conditional create of the same key (it ignores %s); "
-			"put_if_absent is disabled (ENOTSUP): commits and format without --force will fail. "
-			"Use a store with conditional PUT (AWS, MinIO, Ceph RGW, OSS); see docs/s3.md",
+			"put_if_absent is disabled (ENOTSUP): format needs --force and mounts fall back to one "
+			"writer at a time (single-writer lease), or keep the log elsewhere with 'format --meta'; "
+			"see docs/s3.md",
 			s->cfg.display_url, s->cfg.cond == RFS_S3_COND_OSS ? "x-oss-forbid-overwrite" : "If-None-Match");
 	} else if (sent && (r.status == 412 || r.status == 409)) {
 		RFS_LOG(LOG_DEBUG, "store %s: conditional create works (second create refused with HTTP %ld)",
