@@ -21,6 +21,9 @@
 #ifndef RFS_LEASE_SECONDS
 #define RFS_LEASE_SECONDS 60 /* a writer lease lasts this long unless renewed (every third of it) */
 #endif
+#ifndef RFS_SNAPSHOTS_KEPT
+#define RFS_SNAPSHOTS_KEPT 3 /* checkpoints kept in snap/; older ones are deleted */
+#endif
 #ifndef RFS_HEARTBEAT_MS
 #define RFS_HEARTBEAT_MS 30000 /* how often hosts/<id> is rewritten: a few PUTs per hour */
 #endif
@@ -563,6 +566,42 @@ static int snap_scan_cb(void *arg, const char *key, uint64_t size)
 	return 0;
 }
 
+struct snap_list {
+	int64_t seqs[4096];
+	size_t n;
+};
+
+static int snap_list_cb(void *arg, const char *key, uint64_t size)
+{
+	(void)size;
+	struct snap_list *l = arg;
+	long long seq;
+	if (sscanf(key, "snap/%lld.db.lz4", &seq) == 1 && l->n < 4096)
+		l->seqs[l->n++] = seq;
+	return 0;
+}
+
+/* Deletes all but the newest RFS_SNAPSHOTS_KEPT checkpoints. Log records are never deleted:
+ * a pruned slot could be reopened by a host that was away longer than any retention (it
+ * would see the slot empty and commit into it, forking the log); records are small, and a
+ * new host reads only the newest checkpoint and the records after it. */
+static void prune_snapshots(struct rfs_store *store)
+{
+	struct snap_list *l = calloc(1, sizeof(*l));
+	if (!l)
+		return;
+	if (rfs_store_list(store, "snap/", snap_list_cb, l) == 0 && l->n > RFS_SNAPSHOTS_KEPT) {
+		/* keys list in ascending order (20-digit seqs) */
+		for (size_t i = 0; i + RFS_SNAPSHOTS_KEPT < l->n; i++) {
+			char key[64];
+			snprintf(key, sizeof(key), "snap/%020lld.db.lz4", (long long)l->seqs[i]);
+			if (rfs_store_delete(store, key) == 0)
+				RFS_LOG(LOG_INFO, "pruned old checkpoint %s", key);
+		}
+	}
+	free(l);
+}
+
 static int64_t newest_snapshot(struct rfs_store *store)
 {
 	struct snap_scan sc = {0};
@@ -625,6 +664,8 @@ int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force)
 			rc = 0; /* another host wrote the same checkpoint */
 		if (rc == 0)
 			RFS_LOG(LOG_INFO, "wrote checkpoint %s (%zu bytes of metadata)", key, len);
+		if (rc == 0)
+			prune_snapshots(s->store);
 	}
 	rfs_buf_free(&obj);
 	if (rc < 0)
