@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,6 +35,9 @@
 #define RFS_DEFAULT_CACHE_SIZE "10G"
 #endif
 #define RFS_VERSION "0.1.0"
+#ifndef RFS_KERNEL_READAHEAD_KB
+#define RFS_KERNEL_READAHEAD_KB 16384 /* kernel readahead on the mount: 16 MiB */
+#endif
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -216,6 +220,37 @@ struct daemon_state {
 	struct rfs_control *control;
 };
 
+/* A FUSE mount's backing device starts with the kernel's default 128 KiB readahead, so a
+ * sequential reader sends 128 KiB requests however large max_pages is. Raise it (root only;
+ * silently skipped otherwise): fewer, larger reads for model files and datasets. */
+static void raise_readahead(const char *mountpoint)
+{
+	/* the device number comes from mountinfo: a stat() of the mount point would wait for
+	 * this very daemon, which does not serve requests yet */
+	if (geteuid() != 0)
+		return;
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	if (!mi)
+		return;
+	char line[8192], devno[64] = "";
+	while (fgets(line, sizeof(line), mi)) {
+		char dev[64], mp[4096];
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", dev, mp) == 2 && !strcmp(mp, mountpoint))
+			snprintf(devno, sizeof(devno), "%s", dev); /* the last mount there wins */
+	}
+	fclose(mi);
+	if (!devno[0])
+		return;
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", devno);
+	FILE *f = fopen(path, "we");
+	if (!f)
+		return;
+	fprintf(f, "%d\n", RFS_KERNEL_READAHEAD_KB);
+	if (fclose(f) != 0)
+		RFS_LOG(LOG_DEBUG, "cannot raise readahead in %s", path);
+}
+
 static int daemon_started(void *arg)
 {
 	struct daemon_state *d = arg;
@@ -238,6 +273,7 @@ static int daemon_started(void *arg)
 	}
 	RFS_LOG(LOG_NOTICE, "mounted %s at %s (cache %s)", d->store, d->mountpoint, d->cache_dir);
 	rfs_fs_set_identity(d->fs, d->mountpoint);
+	raise_readahead(d->mountpoint);
 	int rc = rfs_fs_start(d->fs);
 	if (rc < 0)
 		return rc;

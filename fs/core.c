@@ -50,7 +50,7 @@
 #define RFS_WINDOW_BEFORE (1u << 20)  /* neighbours fetched before a small block's offset */
 #define RFS_WINDOW_AFTER (7u << 20)   /* and after it */
 #ifndef RFS_READAHEAD_BLOCKS
-#define RFS_READAHEAD_BLOCKS 8 /* blocks fetched ahead of a sequential reader */
+#define RFS_READAHEAD_BLOCKS 16 /* blocks fetched ahead of a sequential reader */
 #endif
 #ifndef RFS_PREFETCH_THREADS
 #define RFS_PREFETCH_THREADS 8

@@ -67,7 +67,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE; /* mtime/size stay exact; see docs */
 	conn->max_write = 1 << 20;
-	conn->max_readahead = 1 << 20;
+	conn->max_readahead = 16 << 20; /* libfuse clamps it to what the kernel offers */
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

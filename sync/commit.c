@@ -234,7 +234,9 @@ static int apply_record(struct rfs_sync *s, const struct record *r)
 		}
 		if (rc >= 0) {
 			rc = 0;
-			{
+			/* before the mount is served (catching up at mount) the kernel has cached
+			 * nothing: no invalidations to send */
+			if (s->running) {
 				pthread_mutex_lock(&s->lock);
 				if (s->ntouched == s->captouched) {
 					size_t nc = s->captouched ? s->captouched * 2 : 8;
