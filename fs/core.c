@@ -2186,6 +2186,22 @@ int rfs_setxattr(struct rfs_fs *fs, uint64_t ino, const char *name, const void *
 	return rfs_meta_commit(fs->meta);
 }
 
+/* getxattr/listxattr reply rule: size 0 asks for the length; a short buffer is ERANGE.
+ * Frees b. */
+static ssize_t xattr_reply(int rc, struct rfs_buf *b, void *buf, size_t size)
+{
+	ssize_t out = rc;
+	if (rc == 0) {
+		out = (ssize_t)b->len;
+		if (size && b->len > size)
+			out = -ERANGE;
+		else if (size && b->len)
+			memcpy(buf, b->data, b->len);
+	}
+	rfs_buf_free(b);
+	return out;
+}
+
 ssize_t rfs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf, size_t size)
 {
 	if (!strncmp(name, "system.", 7))
@@ -2194,16 +2210,7 @@ ssize_t rfs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *bu
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_xattr_get(fs->meta, ino, name, &b);
 	rfs_meta_unlock(fs->meta);
-	ssize_t out = rc;
-	if (rc == 0) {
-		out = (ssize_t)b.len;
-		if (size && b.len > size)
-			out = -ERANGE;
-		else if (size && b.len)
-			memcpy(buf, b.data, b.len);
-	}
-	rfs_buf_free(&b);
-	return out;
+	return xattr_reply(rc, &b, buf, size);
 }
 
 ssize_t rfs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t size)
@@ -2212,16 +2219,7 @@ ssize_t rfs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t size)
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_xattr_list(fs->meta, ino, &b);
 	rfs_meta_unlock(fs->meta);
-	ssize_t out = rc;
-	if (rc == 0) {
-		out = (ssize_t)b.len;
-		if (size && b.len > size)
-			out = -ERANGE;
-		else if (size && b.len)
-			memcpy(buf, b.data, b.len);
-	}
-	rfs_buf_free(&b);
-	return out;
+	return xattr_reply(rc, &b, buf, size);
 }
 
 int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name)
