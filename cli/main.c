@@ -707,10 +707,14 @@ static int find_mounts(const char *mp_arg, struct mount_ref **out)
 			size_t l = strlen(de->d_name);
 			if (l < 7 || strcmp(de->d_name + l - 6, ".mount"))
 				continue;
-			struct mount_ref m;
+			struct mount_ref m = {0};
 			char path[PATH_MAX];
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-			if (parse_registry(path, &m) < 0)
+			if (parse_registry(path, &m) == -ESRCH && m.pid > 0 && kill(m.pid, 0) < 0 && errno == ESRCH) {
+				unlink(path); /* left by a daemon that was killed: nobody serves it */
+				continue;
+			}
+			if (m.pid <= 0 || !m.socket[0] || kill(m.pid, 0) < 0)
 				continue;
 			struct mount_ref *nl = realloc(list, (size_t)(n + 1) * sizeof(*nl));
 			if (!nl)
