@@ -2049,9 +2049,9 @@ static void probe_conditional(struct s3_store *s)
 		s->cond = RFS_S3_COND_NONE;
 		RFS_LOG(LOG_WARNING,
 			"store %s: the store ACCEPTED a second conditional create of the same key (it ignores %s); "
-			"put_if_absent is disabled (ENOTSUP): format needs --force and mounts fall back to one "
-			"writer at a time (single-writer lease), or keep the log elsewhere with 'format --meta'; "
-			"see docs/s3.md",
+			"put_if_absent is disabled (ENOTSUP): format without --force fails, and mounts fall back "
+			"to one writer at a time (single-writer lease); or keep the log elsewhere with "
+			"'format --meta'; see docs/s3.md",
 			s->cfg.display_url, s->cfg.cond == RFS_S3_COND_OSS ? "x-oss-forbid-overwrite" : "If-None-Match");
 	} else if (sent && (r.status == 412 || r.status == 409)) {
 		RFS_LOG(LOG_DEBUG, "store %s: conditional create works (second create refused with HTTP %ld)",
