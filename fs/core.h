@@ -69,9 +69,11 @@ int rfs_fs_close(struct rfs_fs *fs);
 int rfs_getattr(struct rfs_fs *fs, uint64_t ino, struct stat *st);
 int rfs_lookup(struct rfs_fs *fs, uint64_t parent, const char *name, struct stat *st);
 int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_set, struct stat *out);
-/* mknod and mkdir (mode carries the type). */
+/* mknod and mkdir (mode carries the type). umask applies unless the parent has a default
+ * ACL, which then gives the new node its ACL (POSIX.1e; the kernel does not mask the mode
+ * itself, FUSE_DONT_MASK). */
 int rfs_mknod(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
-	      uint32_t uid, uint32_t gid, struct stat *out);
+	      uint32_t umask, uint32_t uid, uint32_t gid, struct stat *out);
 int rfs_symlink(struct rfs_fs *fs, uint64_t parent, const char *name, const char *target, uint32_t uid,
 		uint32_t gid, struct stat *out);
 int rfs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t len);
@@ -84,13 +86,13 @@ int rfs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t ne
 
 /* open/create count open handles; every successful one is matched by one rfs_release. */
 int rfs_open(struct rfs_fs *fs, uint64_t ino, int flags);
-int rfs_create(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, int flags, uint32_t uid,
-	       uint32_t gid, struct stat *out);
+int rfs_create(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, int flags, uint32_t umask,
+	       uint32_t uid, uint32_t gid, struct stat *out);
 /* Returns bytes read (short only at EOF) or -errno. */
 ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf);
 /* Returns bytes written or -errno. */
 ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size);
-int rfs_flush(struct rfs_fs *fs, uint64_t ino);
+/* The last close of a writer wakes the flusher (close-time upload, batched with other closes). */
 int rfs_release(struct rfs_fs *fs, uint64_t ino, int flags);
 int rfs_fsync(struct rfs_fs *fs, uint64_t ino, int datasync);
 int rfs_fallocate(struct rfs_fs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len);

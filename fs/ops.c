@@ -66,6 +66,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want &= ~FUSE_CAP_SPLICE_READ;
 	conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE; /* mtime/size stay exact; see docs */
+	/* The kernel enforces and caches POSIX ACLs (one GETXATTR per inode, not one per `ls -l`
+	 * entry); we store them, keep modes in step and inherit default ACLs, which needs the
+	 * unmasked mode and the umask (core.h, rfs_mknod). */
+	if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK))
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 16 << 20; /* libfuse clamps it to what the kernel offers */
 }
@@ -139,7 +144,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct stat st;
-	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, mode, rdev, c->uid, c->gid, &st);
+	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, mode, rdev, c->umask, c->uid, c->gid, &st);
 	reply_entry(req, &st, rc, 0);
 }
 
@@ -147,7 +152,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct stat st;
-	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, S_IFDIR | (mode & 07777), 0, c->uid, c->gid, &st);
+	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, S_IFDIR | (mode & 07777), 0, c->umask, c->uid, c->gid,
+			   &st);
 	reply_entry(req, &st, rc, 0);
 }
 
@@ -198,7 +204,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct stat st;
-	int rc = rfs_create(ctx_of(req)->fs, parent, name, mode, fi->flags, c->uid, c->gid, &st);
+	int rc = rfs_create(ctx_of(req)->fs, parent, name, mode, fi->flags, c->umask, c->uid, c->gid, &st);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -240,12 +246,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, (size_t)n);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)fi;
-	fuse_reply_err(req, -rfs_flush(ctx_of(req)->fs, ino));
-}
-
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, -rfs_release(ctx_of(req)->fs, ino, fi->flags));
@@ -275,6 +275,19 @@ static int fill_dir(void *arg, const char *name, uint64_t ino, uint32_t mode, ui
 	fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, name, &st, (off_t)next);
 	d->used += need;
 	return 0;
+}
+
+/* The kernel keeps directory listings in its page cache (a warm `find` or import sends no
+ * READDIR). Local changes invalidate them in the kernel itself; remote ones through the sync
+ * thread's notifications (an entry invalidation marks its parent changed). .trash changes
+ * inside the daemon (expiry), so it is always listed afresh. */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino != RFS_TRASH_INO) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
+	fuse_reply_open(req, fi);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -450,9 +463,12 @@ static const struct fuse_lowlevel_ops rfs_ll_ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
-	.flush = op_flush,
+	/* no .flush: libfuse answers ENOSYS once and the kernel stops sending FLUSH on every
+	 * close(2) (one round trip per file in an import or a copy). Locks are the kernel's own,
+	 * and release already wakes the flusher when the last writer closes. */
 	.release = op_release,
 	.fsync = op_fsync,
+	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.fsyncdir = op_fsyncdir,
