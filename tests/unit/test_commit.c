@@ -18,6 +18,9 @@ struct flaky {
 	struct rfs_store base;
 	struct rfs_store *inner;
 	int fail_after_put; /* if set: the next put_if_absent succeeds, then reports -fail_after_put */
+	int get_delay_us;   /* each get takes at least this long (a remote store's round trip) */
+	int gets, inflight, max_inflight; /* counted under count_lock */
+	pthread_mutex_t count_lock;
 };
 
 static int fl_put(struct rfs_store *s, const char *k, const void *d, size_t n)
@@ -38,7 +41,19 @@ static int fl_put_if_absent(struct rfs_store *s, const char *k, const void *d, s
 
 static int fl_get(struct rfs_store *s, const char *k, uint64_t off, uint64_t len, struct rfs_buf *out)
 {
-	return rfs_store_get(((struct flaky *)s)->inner, k, off, len, out);
+	struct flaky *f = (struct flaky *)s;
+	pthread_mutex_lock(&f->count_lock);
+	f->gets++;
+	if (++f->inflight > f->max_inflight)
+		f->max_inflight = f->inflight;
+	pthread_mutex_unlock(&f->count_lock);
+	if (f->get_delay_us)
+		usleep((useconds_t)f->get_delay_us);
+	int rc = rfs_store_get(f->inner, k, off, len, out);
+	pthread_mutex_lock(&f->count_lock);
+	f->inflight--;
+	pthread_mutex_unlock(&f->count_lock);
+	return rc;
 }
 
 static int fl_head(struct rfs_store *s, const char *k, uint64_t *size)
@@ -58,6 +73,7 @@ static int fl_del(struct rfs_store *s, const char *k)
 
 static void fl_close(struct rfs_store *s)
 {
+	pthread_mutex_destroy(&((struct flaky *)s)->count_lock);
 	pthread_mutex_destroy(&s->err_lock);
 	free(s);
 }
@@ -79,6 +95,7 @@ static struct flaky *flaky_wrap(struct rfs_store *inner)
 	f->base.ops = &flaky_ops;
 	f->base.url = inner->url; /* borrowed */
 	pthread_mutex_init(&f->base.err_lock, NULL);
+	pthread_mutex_init(&f->count_lock, NULL);
 	f->inner = inner;
 	return f;
 }
@@ -848,6 +865,47 @@ out:
 	world_close(&w);
 }
 
+/* A host catching up fetches the log in parallel windows, applies every record in order, and
+ * wastes at most one window of misses; a pull with nothing new costs one GET, one record two. */
+static void pull_catches_up_in_parallel_windows(void)
+{
+	struct world w;
+	REQUIRE(world_open(&w) == 0);
+	enum { N = 100 };
+	for (int i = 0; i < N; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "f%03d", i);
+		create_file(&w.a, RFS_ROOT_INO, name);
+		CHECK_OK(rfs_sync_commit_now(w.a.s));
+	}
+	CHECK_EQ(stats(&w.a).applied_seq, N);
+	struct flaky *fl = flaky_wrap(w.store);
+	fl->get_delay_us = 2000;
+	struct host c;
+	if (host_open(&w, &c, "host-c", &fl->base) < 0)
+		goto out;
+	CHECK_EQ(rfs_sync_pull(c.s), N);
+	CHECK_EQ(stats(&c).applied_seq, N);
+	same_replicas(&w.a, &c);
+	CHECK(fl->max_inflight > 1);      /* fetched in parallel */
+	CHECK(fl->gets >= N + 1);         /* every record, and the miss that ends the log */
+	CHECK(fl->gets <= N + 32);        /* at most one window of misses */
+	/* steady state: nothing new is one GET; one new record is two */
+	fl->gets = 0;
+	CHECK_EQ(rfs_sync_pull(c.s), 0);
+	CHECK_EQ(fl->gets, 1);
+	create_file(&w.a, RFS_ROOT_INO, "one-more");
+	CHECK_OK(rfs_sync_commit_now(w.a.s));
+	fl->gets = 0;
+	CHECK_EQ(rfs_sync_pull(c.s), 1);
+	CHECK_EQ(fl->gets, 2);
+	same_replicas(&w.a, &c);
+	host_close(&c);
+out:
+	rfs_store_close(&fl->base);
+	world_close(&w);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -864,5 +922,6 @@ int main(int argc, char **argv)
 	RUN(sync_thread_pulls_and_reports);
 	RUN(pull_refuses_damaged_payload);
 	RUN(pull_damaged_changeset_terminates);
+	RUN(pull_catches_up_in_parallel_windows);
 	return check_done();
 }
