@@ -288,15 +288,20 @@ int rfs_cache_put(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN], const v
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s", path);
 	*strrchr(dir, '/') = 0;
-	int rc = rfs_mkdir_p(dir, 0700);
-	if (rc < 0)
-		return rc;
+	int rc;
 	uint8_t rnd[8];
 	char rhex[17];
 	rfs_random(rnd, sizeof(rnd));
 	rfs_hex(rnd, sizeof(rnd), rhex);
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s", dir, rhex);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		/* the first block under this prefix: make its directory (not on every put) */
+		rc = rfs_mkdir_p(dir, 0700);
+		if (rc < 0)
+			return rc;
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
 	if (fd < 0)
 		return -errno;
 	ssize_t w = rfs_pwrite_full(fd, data, len, 0);

@@ -37,6 +37,7 @@
 #include "fs/meta.h"
 #include "fs/pack.h"
 #include "fs/prefetch.h"
+#include "fs/ranges.h"
 #include "fs/wincache.h"
 #include "sync/commit.h"
 
@@ -113,7 +114,8 @@ struct rfs_fs {
 	struct rfs_cache *cache;
 	struct rfs_sync *sync;
 	struct rfs_prefetch *prefetch; /* readahead workers, from rfs_fs_start */
-	struct rfs_wincache *wincache; /* pack ranges fetched around small blocks */
+	struct rfs_wincache *wincache; /* pack ranges fetched around small blocks, in memory */
+	struct rfs_ranges *ranges;     /* and the same ranges in the SSD cache */
 	struct rfs_format format;
 	char host_id[40];
 
@@ -478,16 +480,46 @@ static struct rfs_win *fetch_window(struct rfs_fs *fs, const struct rfs_block_lo
 		*rc = -EIO;
 		return NULL;
 	}
+	size_t got = b.len;
 	rfs_wincache_done(fs->wincache, win, &b, 0);
 	rfs_buf_free(&b);
+	/* one cache file for the whole range, not one per block in it (ranges.h) */
+	const uint8_t *data = rfs_wincache_data(win, start, (uint32_t)got);
+	if (data && rfs_ranges_put(fs->ranges, want->pack, start, data, (uint32_t)got) < 0)
+		RFS_LOG(LOG_DEBUG, "cannot cache a range of pack %s", key);
 	*rc = 0;
 	return win;
 }
 
+/* A small block from a pack range in the SSD cache: read its stored bytes, decode, verify.
+ * Returns -ENOENT when no cached range holds it (or the cached copy is damaged). */
+static int load_from_range(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *want,
+			   uint8_t *buf)
+{
+	uint64_t start = 0;
+	int fd = rfs_ranges_open_covering(fs->ranges, want->pack, want->off, want->slen, &start);
+	if (fd < 0)
+		return -ENOENT;
+	uint8_t *src = malloc(want->slen ? want->slen : 1);
+	int rc = src ? 0 : -ENOMEM;
+	if (rc == 0) {
+		ssize_t r = rfs_pread_full(fd, src, want->slen, (off_t)(want->off - start));
+		rc = r == (ssize_t)want->slen ? 0 : -ENOENT;
+	}
+	close(fd);
+	if (rc == 0 && rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, buf) < 0) {
+		RFS_LOG(LOG_WARNING, "a cached range of pack %s is damaged on the cache disk; fetching from the "
+			"store", want->pack);
+		rc = -ENOENT;
+	}
+	free(src);
+	return rc;
+}
+
 /* A small block (a small file) is fetched together with its neighbours in the pack: files
  * written together are read together (a Python package, a conda env), so one ranged GET
- * serves many of them. The range stays in memory (wincache.h) and each neighbour is decoded,
- * verified and written to the SSD cache when it is first read, not all at once.
+ * serves many of them. The range stays in memory (wincache.h) and in the SSD cache as one
+ * entry (ranges.h); each block is decoded and verified from it when read.
  * Returns -EAGAIN to fall back to a single-block GET. */
 static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *want,
 		       uint8_t *buf)
@@ -497,6 +529,9 @@ static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], cons
 	for (int tries = 0; tries < 3 && !win; tries++) {
 		win = rfs_wincache_find(fs->wincache, want->pack, want->off, want->slen);
 		if (!win) {
+			rc = load_from_range(fs, hash, want, buf);
+			if (rc != -ENOENT)
+				return rc;
 			win = fetch_window(fs, want, &rc);
 			if (!win && rc != 0)
 				return rc;
@@ -519,7 +554,6 @@ static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], cons
 		rc = -EIO;
 		goto out;
 	}
-	rfs_cache_put(fs->cache, hash, buf, want->rlen);
 out:
 	rfs_wincache_put(fs->wincache, win);
 	return rc;
@@ -813,11 +847,30 @@ unlock:
 	return rc;
 }
 
+/* Whether a block can be read without the store: in the block cache, or (a small block)
+ * inside a pack range in the cache. loc may be NULL (looked up). */
+static int block_cached(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc)
+{
+	if (rfs_cache_has(fs->cache, hash))
+		return 1;
+	struct rfs_block_loc l;
+	if (!loc) {
+		rfs_meta_lock(fs->meta);
+		int rc = rfs_meta_block_get(fs->meta, hash, &l);
+		rfs_meta_unlock(fs->meta);
+		if (rc < 0)
+			return 0;
+		loc = &l;
+	}
+	return loc->rlen <= RFS_SMALL_BLOCK && loc->rlen < fs->format.block_size &&
+	       rfs_ranges_has(fs->ranges, loc->pack, loc->off, loc->slen);
+}
+
 /* Prefetch worker: bring one block into the cache. */
 static void prefetch_block(void *arg, const uint8_t hash[RFS_HASH_LEN])
 {
 	struct rfs_fs *fs = arg;
-	if (rfs_cache_has(fs->cache, hash))
+	if (block_cached(fs, hash, NULL))
 		return;
 	uint8_t *buf = malloc(fs->format.block_size);
 	uint32_t len;
@@ -2594,6 +2647,11 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		snprintf(err, errlen, "cannot open block cache in '%s': %s", cfg->cache_dir, strerror(-rc));
 		goto fail;
 	}
+	rc = rfs_ranges_open(fs->cache, cfg->cache_dir, &fs->ranges);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot open the range index in '%s': %s", cfg->cache_dir, strerror(-rc));
+		goto fail;
+	}
 	rc = rfs_wincache_open(RFS_WINCACHE_BYTES, &fs->wincache);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot allocate the window cache: %s", strerror(-rc));
@@ -2652,6 +2710,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	return 0;
 fail:
 	rfs_sync_close(fs->sync);
+	rfs_ranges_close(fs->ranges);
 	rfs_cache_close(fs->cache);
 	rfs_wincache_close(fs->wincache);
 	rfs_meta_close(fs->meta);
@@ -2719,6 +2778,7 @@ int rfs_fs_close(struct rfs_fs *fs)
 		}
 	}
 	rfs_sync_close(fs->sync);
+	rfs_ranges_close(fs->ranges);
 	rfs_cache_close(fs->cache);
 	rfs_wincache_close(fs->wincache);
 	rfs_meta_close(fs->meta);
@@ -2922,6 +2982,7 @@ int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 {
 	struct hash_list l = {0};
 	uint32_t *sizes = NULL;
+	struct rfs_block_loc *locs = NULL; /* where each block is (rlen 0: unknown) */
 	struct rfs_prefetch *pool = NULL;
 	int rc = 0;
 	memset(res, 0, sizeof(*res));
@@ -2939,22 +3000,22 @@ int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 			memcpy(l.h[u++], l.h[i], RFS_HASH_LEN);
 	l.n = u;
 	sizes = calloc(l.n ? l.n : 1, sizeof(*sizes));
-	if (!sizes) {
+	locs = calloc(l.n ? l.n : 1, sizeof(*locs));
+	if (!sizes || !locs) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	uint64_t need = 0;
 	rfs_meta_lock(fs->meta);
 	for (size_t i = 0; i < l.n; i++) {
-		struct rfs_block_loc loc;
-		if (rfs_meta_block_get(fs->meta, l.h[i], &loc) == 0)
-			sizes[i] = loc.rlen;
+		if (rfs_meta_block_get(fs->meta, l.h[i], &locs[i]) == 0)
+			sizes[i] = locs[i].rlen;
 		res->bytes += sizes[i];
 	}
 	rfs_meta_unlock(fs->meta);
 	res->blocks = l.n;
 	for (size_t i = 0; i < l.n; i++) {
-		if (rfs_cache_has(fs->cache, l.h[i]))
+		if (block_cached(fs, l.h[i], &locs[i]))
 			res->already_cached++;
 		else
 			need += sizes[i];
@@ -2969,13 +3030,13 @@ int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 			goto out;
 		int64_t last = 0;
 		for (size_t i = 0; i < l.n; i++) {
-			if (!rfs_cache_has(fs->cache, l.h[i]))
+			if (!block_cached(fs, l.h[i], &locs[i]))
 				rfs_prefetch_add_wait(pool, l.h[i]);
 			if (progress && rfs_monotonic_ms() - last >= 500) {
 				last = rfs_monotonic_ms();
 				uint64_t db = 0, dn = 0;
 				for (size_t j = 0; j < l.n; j++)
-					if (rfs_cache_has(fs->cache, l.h[j])) {
+					if (block_cached(fs, l.h[j], &locs[j])) {
 						dn++;
 						db += sizes[j];
 					}
@@ -2986,7 +3047,7 @@ int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 	}
 	uint64_t done = 0, done_bytes = 0;
 	for (size_t i = 0; i < l.n; i++)
-		if (rfs_cache_has(fs->cache, l.h[i])) {
+		if (block_cached(fs, l.h[i], &locs[i])) {
 			done++;
 			done_bytes += sizes[i];
 		}
@@ -2998,6 +3059,7 @@ int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 out:
 	rfs_prefetch_stop(pool);
 	free(sizes);
+	free(locs);
 	free(l.h);
 	return rc;
 }
