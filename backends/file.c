@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
@@ -27,7 +28,18 @@ struct file_store {
 	int ignore_conditional; /* ?conditional=ignore: behave like a store that silently
 				 * overwrites on a conditional create (s3rver, OBS); for tests of
 				 * the single-writer fallback */
+	int latency_ms;         /* ?latency_ms=N: every request waits N ms first, like a round
+				 * trip to a cloud store; for benchmarks of latency-bound paths */
 };
+
+static void round_trip(struct rfs_store *s)
+{
+	int ms = ((struct file_store *)s)->latency_ms;
+	if (ms > 0) {
+		struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
 
 static int key_path(struct file_store *fs, const char *key, char *buf, size_t len)
 {
@@ -108,6 +120,7 @@ fail:
 
 static int file_put(struct rfs_store *s, const char *key, const void *data, size_t len)
 {
+	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
 	char path[PATH_MAX], tmp[PATH_MAX];
 	int rc = key_path(fs, key, path, sizeof(path));
@@ -128,6 +141,7 @@ static int file_put(struct rfs_store *s, const char *key, const void *data, size
 
 static int file_put_if_absent(struct rfs_store *s, const char *key, const void *data, size_t len)
 {
+	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
 	if (fs->ignore_conditional)
 		return file_put(s, key, data, len);
@@ -152,6 +166,7 @@ static int file_put_if_absent(struct rfs_store *s, const char *key, const void *
 static int file_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t len,
 		    struct rfs_buf *out)
 {
+	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
 	char path[PATH_MAX];
 	int rc = key_path(fs, key, path, sizeof(path));
@@ -192,6 +207,7 @@ out:
 
 static int file_head(struct rfs_store *s, const char *key, uint64_t *size)
 {
+	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
 	char path[PATH_MAX];
 	int rc = key_path(fs, key, path, sizeof(path));
@@ -269,6 +285,7 @@ static int cmp_entry(const void *a, const void *b)
 
 static int file_list(struct rfs_store *s, const char *prefix, rfs_list_cb cb, void *arg)
 {
+	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
 	struct name_list nl = {0};
 	/* Walk from the deepest directory fully named by the prefix. */
@@ -300,6 +317,7 @@ out:
 
 static int file_del(struct rfs_store *s, const char *key)
 {
+	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
 	char path[PATH_MAX];
 	int rc = key_path(fs, key, path, sizeof(path));
@@ -333,16 +351,23 @@ static const struct rfs_store_ops file_ops = {
 int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, size_t errlen)
 {
 	char real[PATH_MAX], dir[PATH_MAX];
-	int ignore_conditional = 0;
+	int ignore_conditional = 0, latency_ms = 0;
 	snprintf(dir, sizeof(dir), "%s", dir_arg);
 	char *q = strchr(dir, '?');
 	if (q) {
 		*q++ = 0;
-		if (!strcmp(q, "conditional=ignore")) {
-			ignore_conditional = 1;
-		} else {
-			snprintf(err, errlen, "unknown file store parameter '%s' (known: conditional=ignore, for tests)", q);
-			return -EINVAL;
+		for (char *save = NULL, *p = strtok_r(q, "&", &save); p; p = strtok_r(NULL, "&", &save)) {
+			char *end = NULL;
+			if (!strcmp(p, "conditional=ignore")) {
+				ignore_conditional = 1;
+			} else if (!strncmp(p, "latency_ms=", 11) && (latency_ms = (int)strtol(p + 11, &end, 10)) >= 0 &&
+				   end != p + 11 && !*end && latency_ms <= 10000) {
+				continue;
+			} else {
+				snprintf(err, errlen, "unknown file store parameter '%s' (known, for tests and "
+					 "benchmarks: conditional=ignore, latency_ms=N)", p);
+				return -EINVAL;
+			}
 		}
 	}
 	if (!realpath(dir, real)) {
@@ -361,9 +386,10 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 		return -ENOMEM;
 	fs->base.ops = &file_ops;
 	fs->ignore_conditional = ignore_conditional;
+	fs->latency_ms = latency_ms;
 	pthread_mutex_init(&fs->base.err_lock, NULL);
 	fs->root = strdup(real);
-	size_t ulen = strlen(real) + 32;
+	size_t ulen = strlen(real) + 64;
 	fs->base.url = malloc(ulen);
 	if (!fs->root || !fs->base.url) {
 		free(fs->root);
@@ -371,7 +397,16 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 		free(fs);
 		return -ENOMEM;
 	}
-	snprintf(fs->base.url, ulen, "file://%s%s", real, ignore_conditional ? "?conditional=ignore" : "");
+	snprintf(fs->base.url, ulen, "file://%s", real);
+	if (ignore_conditional || latency_ms) {
+		size_t n = strlen(fs->base.url);
+		snprintf(fs->base.url + n, ulen - n, "?%s%s", ignore_conditional ? "conditional=ignore" : "",
+			 ignore_conditional && latency_ms ? "&" : "");
+		if (latency_ms) {
+			n = strlen(fs->base.url);
+			snprintf(fs->base.url + n, ulen - n, "latency_ms=%d", latency_ms);
+		}
+	}
 	*out = &fs->base;
 	return 0;
 }

@@ -52,6 +52,9 @@
 #endif
 #define RFS_WINDOW_BEFORE (1u << 20)  /* neighbours fetched before a small block's offset */
 #define RFS_WINDOW_AFTER (7u << 20)   /* and after it */
+#define RFS_SIBLINGS_MAX 64          /* files of a directory prefetched after a cold small read */
+#define RFS_SIBLING_DIRS 16          /* directories remembered for ... */
+#define RFS_SIBLINGS_AGAIN_MS 30000  /* ... this long */
 #ifndef RFS_WINCACHE_BYTES
 #define RFS_WINCACHE_BYTES (48u << 20) /* fetched pack ranges kept in memory */
 #endif
@@ -116,6 +119,9 @@ struct rfs_fs {
 	struct rfs_prefetch *prefetch; /* readahead workers, from rfs_fs_start */
 	struct rfs_wincache *wincache; /* pack ranges fetched around small blocks, in memory */
 	struct rfs_ranges *ranges;     /* and the same ranges in the SSD cache */
+	pthread_mutex_t sib_lock;      /* directories whose files were prefetched lately: */
+	uint64_t sib_dir[RFS_SIBLING_DIRS];
+	int64_t sib_time[RFS_SIBLING_DIRS];
 	struct rfs_format format;
 	char host_id[40];
 
@@ -522,7 +528,7 @@ static int load_from_range(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], 
  * entry (ranges.h); each block is decoded and verified from it when read.
  * Returns -EAGAIN to fall back to a single-block GET. */
 static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *want,
-		       uint8_t *buf)
+		       uint8_t *buf, int *fetched)
 {
 	int rc = -EAGAIN;
 	struct rfs_win *win = NULL;
@@ -535,6 +541,8 @@ static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], cons
 			win = fetch_window(fs, want, &rc);
 			if (!win && rc != 0)
 				return rc;
+			if (win && fetched)
+				*fetched = 1;
 		}
 	}
 	if (!win)
@@ -560,8 +568,10 @@ out:
 }
 
 /* Brings a stored block into memory: cache, else the store (verified, then cached).
- * buf holds block_size bytes; *len receives the block's length. */
-static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t *buf, uint32_t *len)
+ * buf holds block_size bytes; *len receives the block's length. *fetched (if not NULL) is
+ * set when a small block's pack range had to come from the store. */
+static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t *buf, uint32_t *len,
+		      int *fetched)
 {
 	int fd = rfs_cache_open_block(fs->cache, hash);
 	if (fd >= 0) {
@@ -588,7 +598,7 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 	}
 	/* a short block is a small file (or a file's tail): fetch its pack neighbours too */
 	if (loc.rlen <= RFS_SMALL_BLOCK && loc.rlen < fs->format.block_size) {
-		rc = load_window(fs, hash, &loc, buf);
+		rc = load_window(fs, hash, &loc, buf, fetched);
 		if (rc == 0) {
 			*len = loc.rlen;
 			return 0;
@@ -622,6 +632,73 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 	if (rc < 0 && rc != -EFBIG)
 		RFS_LOG(LOG_DEBUG, "cannot cache a block: %s", strerror(-rc));
 	return 0;
+}
+
+static int block_cached(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc);
+
+struct sibling_list {
+	uint64_t ino[RFS_SIBLINGS_MAX];
+	size_t n;
+};
+
+static int collect_sibling(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	(void)name;
+	(void)cookie;
+	struct sibling_list *l = arg;
+	if (S_ISREG(mode))
+		l->ino[l->n++] = ino;
+	return l->n == RFS_SIBLINGS_MAX;
+}
+
+/* A small file that had to come from the store: the other files of its directory are likely
+ * next (a package being imported, a directory of samples). Most share its pack range, now
+ * cached; those in other packs would each cost a serial round trip when read. Their first
+ * blocks are queued for the prefetch workers, which fetch those ranges in parallel. At most
+ * RFS_SIBLINGS_MAX files, once per directory per RFS_SIBLINGS_AGAIN_MS. */
+static void prefetch_siblings(struct rfs_fs *fs, uint64_t ino)
+{
+	if (!fs->prefetch)
+		return;
+	uint64_t parent = 0;
+	char name[NAME_MAX + 1];
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_name_of(fs->meta, ino, &parent, name, sizeof(name));
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0)
+		return;
+	int64_t now = rfs_monotonic_ms();
+	pthread_mutex_lock(&fs->sib_lock);
+	int recent = 0;
+	size_t oldest = 0;
+	for (size_t i = 0; i < RFS_SIBLING_DIRS; i++) {
+		if (fs->sib_dir[i] == parent && now - fs->sib_time[i] < RFS_SIBLINGS_AGAIN_MS)
+			recent = 1;
+		if (fs->sib_time[i] < fs->sib_time[oldest])
+			oldest = i;
+	}
+	if (!recent) {
+		fs->sib_dir[oldest] = parent;
+		fs->sib_time[oldest] = now;
+	}
+	pthread_mutex_unlock(&fs->sib_lock);
+	if (recent)
+		return;
+	struct sibling_list *l = calloc(1, sizeof(*l));
+	if (!l)
+		return;
+	rfs_meta_lock(fs->meta);
+	rfs_meta_readdir(fs->meta, parent, 0, collect_sibling, l);
+	rfs_meta_unlock(fs->meta);
+	for (size_t i = 0; i < l->n; i++) {
+		uint8_t hash[RFS_HASH_LEN];
+		rfs_meta_lock(fs->meta);
+		rc = l->ino[i] == ino ? -ENOENT : rfs_meta_bmap_get(fs->meta, l->ino[i], 0, hash);
+		rfs_meta_unlock(fs->meta);
+		if (rc == 0 && !block_cached(fs, hash, NULL))
+			rfs_prefetch_add(fs->prefetch, hash);
+	}
+	free(l);
 }
 
 /* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
@@ -670,7 +747,8 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 	if (!buf)
 		return -ENOMEM;
 	uint32_t blen = 0;
-	rc = load_block(fs, hash, buf, &blen);
+	int fetched = 0;
+	rc = load_block(fs, hash, buf, &blen, &fetched);
 	if (rc == 0) {
 		uint32_t avail = off < blen ? blen - off : 0;
 		uint32_t c = avail < len ? avail : len;
@@ -678,6 +756,8 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 		memset(out + c, 0, len - c);
 	}
 	free(buf);
+	if (rc == 0 && fetched && idx == 0)
+		prefetch_siblings(fs, ino);
 	return rc;
 }
 
@@ -704,7 +784,7 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 		if (rc == 0) {
 			uint8_t *buf = malloc(fs->format.block_size);
 			uint32_t blen = 0;
-			rc = buf ? load_block(fs, hash, buf, &blen) : -ENOMEM;
+			rc = buf ? load_block(fs, hash, buf, &blen, NULL) : -ENOMEM;
 			/* never keep more than the file's current size in the block */
 			uint64_t start = idx * fs->format.block_size;
 			if (rc == 0 && start + blen > n->size)
@@ -875,7 +955,7 @@ static void prefetch_block(void *arg, const uint8_t hash[RFS_HASH_LEN])
 	uint8_t *buf = malloc(fs->format.block_size);
 	uint32_t len;
 	if (buf)
-		load_block(fs, hash, buf, &len);
+		load_block(fs, hash, buf, &len, NULL);
 	free(buf);
 }
 
@@ -2572,6 +2652,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	pthread_mutex_init(&fs->free_lock, NULL);
 	pthread_mutex_init(&fs->nodes_lock, NULL);
 	pthread_mutex_init(&fs->bg_lock, NULL);
+	pthread_mutex_init(&fs->sib_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -2787,6 +2868,7 @@ int rfs_fs_close(struct rfs_fs *fs)
 	rfs_store_close(fs->store);
 	pthread_cond_destroy(&fs->bg_cond);
 	pthread_mutex_destroy(&fs->bg_lock);
+	pthread_mutex_destroy(&fs->sib_lock);
 	pthread_mutex_destroy(&fs->nodes_lock);
 	pthread_mutex_destroy(&fs->flush_lock);
 	pthread_mutex_destroy(&fs->free_lock);

@@ -12,7 +12,32 @@ mp=$(rfs_mp ws)
 mkdir -p "$mp/env/lib" "$mp/model"
 head -c $((24 << 20)) /dev/urandom >"$mp/model/weights.bin"
 for i in $(seq 1 300); do echo "module $i" >"$mp/env/lib/m$i.py"; done
-(cd "$mp" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums"
+# one directory whose files land in five different packs (a flush each)
+mkdir -p "$mp/pkg"
+for i in 1 2 3 4 5; do
+  head -c 20000 /dev/urandom >"$mp/pkg/part$i.bin"
+  "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+done
+(cd "$mp" && find ./env ./model -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums"
+(cd "$mp" && sha256sum pkg/*) >"$WORK/pkgsums"
+packs=$(find "$(rfs_store_dir ws)/data" -type f | wc -l)
+[ "$packs" -ge 6 ] || fail "expected the pkg files in separate packs, found $packs packs in all"
+rfs_umount ws
+
+step "a cold read of one small file prefetches its directory's other files, from other packs too"
+rfs_new_cache ws
+rfs_mount ws
+cat "$mp/pkg/part3.bin" >/dev/null
+cache_blocks() { "$ROAMFS" status "$mp" --json | sed -n 's/.*"cache_blocks": *\([0-9]*\).*/\1/p'; }
+for ((i = 0; i < 50; i++)); do [ "$(cache_blocks)" -ge 5 ] && break; sleep 0.1; done
+store=$(rfs_store_dir ws)
+mv "$store/data" "$store/data.hidden"
+ok=1
+for i in 1 2 4 5; do
+  [ "$(sha256sum <"$mp/pkg/part$i.bin" | cut -d' ' -f1)" = "$(grep "pkg/part$i.bin" "$WORK/pkgsums" | cut -d' ' -f1)" ] || ok=0
+done
+mv "$store/data.hidden" "$store/data"
+[ "$ok" = 1 ] || fail "the other files of pkg/ were not prefetched (cache entries: $(cache_blocks))"
 rfs_umount ws
 
 step "warmup on a fresh cache fetches everything"
@@ -31,7 +56,7 @@ step "with the store's packs hidden, every file still reads back from the cache"
 store=$(rfs_store_dir ws)
 mv "$store/data" "$store/data.hidden"
 sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-(cd "$mp" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums.after" || true
+(cd "$mp" && find ./env ./model -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums.after" || true
 mv "$store/data.hidden" "$store/data"
 diff -u "$WORK/sums" "$WORK/sums.after" >&2 || fail "files read differently (or failed) without the store: warmup missed blocks"
 rfs_umount ws

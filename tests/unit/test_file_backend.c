@@ -82,6 +82,26 @@ static void store_open_urls(void)
 	err[0] = 0;
 	CHECK_ERR(rfs_store_open("ftp://host/x", &s, err, sizeof(err)), EPROTONOSUPPORT);
 	CHECK_CONTAINS(err, "ftp");
+
+	/* test parameters: both kept in the URL; a request waits latency_ms; unknown ones refused */
+	s = NULL;
+	snprintf(url, sizeof(url), "file://%s?conditional=ignore&latency_ms=30", dir);
+	if (CHECK_OK(rfs_store_open(url, &s, err, sizeof(err)))) {
+		snprintf(want, sizeof(want), "file://%s?conditional=ignore&latency_ms=30", real);
+		CHECK_STR(s->url, want);
+		int64_t t0 = rfs_monotonic_ms();
+		uint64_t size;
+		CHECK_ERR(rfs_store_head(s, "nothing", &size), ENOENT);
+		CHECK(rfs_monotonic_ms() - t0 >= 30);
+		rfs_store_close(s);
+	}
+	err[0] = 0;
+	snprintf(url, sizeof(url), "file://%s?latency_ms=abc", dir);
+	CHECK_ERR(rfs_store_open(url, &s, err, sizeof(err)), EINVAL);
+	CHECK_CONTAINS(err, "latency_ms=abc");
+	snprintf(url, sizeof(url), "file://%s?speed=fast", dir);
+	CHECK_ERR(rfs_store_open(url, &s, err, sizeof(err)), EINVAL);
+	CHECK_CONTAINS(err, "speed=fast");
 	rfs_store_close(NULL);
 	check_rmtree(dir);
 }
