@@ -100,6 +100,8 @@ struct node {
 	uint64_t attr_gen;
 	uint64_t size;
 	int64_t mtime, ctime;
+	int atime_set;        /* atime below too (set by utimes while attr_dirty) */
+	int64_t atime;
 	int64_t dirty_since_ms; /* CLOCK_BOOTTIME of the oldest unflushed change, 0: clean */
 	uint64_t ra_next;     /* where a sequential reader continues (readahead trigger) */
 	uint64_t ra_block;    /* + 1: the block whose readahead was last queued (0: none) */
@@ -332,6 +334,8 @@ static void overlay(struct rfs_fs *fs, struct rfs_attr *a)
 		a->mtime = n->mtime;
 		if (n->ctime > a->ctime)
 			a->ctime = n->ctime;
+		if (n->atime_set)
+			a->atime = n->atime;
 	}
 	pthread_mutex_unlock(&n->lock);
 	node_put(fs, n);
@@ -1070,6 +1074,8 @@ struct attr_snap {
 	int attr_dirty;
 	uint64_t size;
 	int64_t mtime, ctime;
+	int atime_set;
+	int64_t atime;
 };
 
 struct flush_batch {
@@ -1178,6 +1184,8 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 	snap->size = n->size;
 	snap->mtime = n->mtime;
 	snap->ctime = n->ctime;
+	snap->atime_set = n->atime_set;
+	snap->atime = n->atime;
 	size_t count = n->nblocks;
 	struct dblock *list = malloc((count ? count : 1) * sizeof(*list));
 	if (!list) {
@@ -1282,6 +1290,8 @@ static int commit_batch(struct rfs_fs *fs, struct flush_batch *b, struct attr_sn
 		a.mtime = sn->mtime;
 		if (sn->ctime > a.ctime)
 			a.ctime = sn->ctime;
+		if (sn->atime_set)
+			a.atime = sn->atime;
 		rc = rfs_meta_put_attr(fs->meta, &a);
 		if (rc == 0)
 			rc = rfs_meta_bmap_truncate(fs->meta, sn->n->ino, (sn->size + bs - 1) / bs);
@@ -1331,7 +1341,7 @@ static int flush_nodes(struct rfs_fs *fs, struct node **nodes, size_t count)
 			struct node *n = nodes[i];
 			pthread_mutex_lock(&n->lock);
 			if (n->attr_gen == snaps[i].attr_gen)
-				n->attr_dirty = 0;
+				n->attr_dirty = n->atime_set = 0;
 			update_dirty(n);
 			pthread_mutex_unlock(&n->lock);
 		}
@@ -1570,6 +1580,29 @@ int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_s
 		struct node *n = node_get(fs, ino, 0);
 		if (n)
 			pthread_mutex_lock(&n->lock);
+		if (n && n->attr_dirty && !(to_set & ~RFS_SET_TIMES)) {
+			/* Times only, on a file whose size and mtime already wait in the node for the
+			 * flush (`cp --preserve`, `tar x`, `rsync -t` right after writing): they join
+			 * them there instead of costing a metadata transaction of their own, and are
+			 * committed with them, as durable as the data they describe. */
+			int64_t now = rfs_now_ns();
+			if (to_set & RFS_SET_MTIME_NOW)
+				n->mtime = now;
+			else if (to_set & RFS_SET_MTIME)
+				n->mtime = (int64_t)in->st_mtim.tv_sec * 1000000000 + in->st_mtim.tv_nsec;
+			if (to_set & RFS_SET_ATIME_NOW)
+				n->atime = now;
+			else if (to_set & RFS_SET_ATIME)
+				n->atime = (int64_t)in->st_atim.tv_sec * 1000000000 + in->st_atim.tv_nsec;
+			if (to_set & (RFS_SET_ATIME | RFS_SET_ATIME_NOW))
+				n->atime_set = 1;
+			n->ctime = (to_set & RFS_SET_CTIME) ? (int64_t)in->st_ctim.tv_sec * 1000000000 + in->st_ctim.tv_nsec
+							   : now;
+			n->attr_gen++;
+			mark_dirty(n);
+			rc = 0;
+			goto unlock;
+		}
 		rc = rfs_meta_begin(fs->meta);
 		if (rc < 0)
 			goto unlock;
@@ -1817,7 +1850,7 @@ static void discard_staging(struct rfs_fs *fs, uint64_t ino)
 	pthread_mutex_lock(&n->lock);
 	while (n->nblocks)
 		dblock_remove(fs, n, 0);
-	n->attr_dirty = 0;
+	n->attr_dirty = n->atime_set = 0;
 	update_dirty(n);
 	pthread_mutex_unlock(&n->lock);
 	node_put(fs, n);

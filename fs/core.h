@@ -55,6 +55,7 @@ struct rfs_fs_config {
 #define RFS_SET_ATIME_NOW (1 << 6)
 #define RFS_SET_MTIME_NOW (1 << 7)
 #define RFS_SET_CTIME (1 << 8)
+#define RFS_SET_TIMES (RFS_SET_ATIME | RFS_SET_MTIME | RFS_SET_ATIME_NOW | RFS_SET_MTIME_NOW | RFS_SET_CTIME)
 
 /* Readdir callback: return non-zero when the reply buffer is full. next is the offset the
  * kernel passes back to continue after this entry. */
