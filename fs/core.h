@@ -9,14 +9,17 @@
  * the local SSD (CACHE/staging/<ino>.<block>); on close, fsync or the flush interval, dirty
  * blocks are sealed (SHA-256, LZ4) into a pack, the pack is stored, and only then the block
  * map naming it is written to the metadata DB (invariant C1 in sync/commit.h). Reads come
- * from staging, else the SSD block cache, else a ranged GET of the pack, hash-verified.
+ * from staging, else the SSD block cache (small blocks: a cached pack range, wincache.h and
+ * ranges.h), else a ranged GET of the pack, hash-verified.
  *
  * Calling sequence: rfs_fs_open() (validates the store, opens the DB, catches up with the
  * log, recovers staging left by a crash) -> daemonize -> rfs_fs_start() (background threads)
  * -> operations from any thread -> rfs_fs_close() (flushes, commits, stops threads).
  *
- * Lock order: fs->flush_lock -> node->lock -> meta lock -> cache lock. fs->nodes_lock (the
- * table of open/dirty inodes) is a leaf: nothing else is taken while it is held.
+ * Lock order: fs->flush_lock -> node->lock -> meta lock -> cache lock; the range index's
+ * lock (ranges.c) -> cache lock, never with the meta lock held. Leaves (nothing else is taken
+ * while they are held): fs->nodes_lock (the table of open/dirty inodes), the window cache's
+ * lock (wincache.c), fs->space_lock, fs->sib_lock.
  */
 #ifndef RFS_CORE_H
 #define RFS_CORE_H
