@@ -329,6 +329,8 @@ static void split_o(const char *in, char *fuse_opts, size_t flen, char *cache_di
 	free(copy);
 }
 
+static int is_roamfs_mount(const char *mp);
+
 static int cmd_mount(int argc, char **argv)
 {
 	if (wants_help(argc, argv)) {
@@ -408,6 +410,11 @@ static int cmd_mount(int argc, char **argv)
 	struct stat st;
 	if (stat(d.mountpoint, &st) < 0 || !S_ISDIR(st.st_mode))
 		die("mountpoint '%s' is not a directory", mp_arg);
+	/* a second daemon stacked on a live mount would hide the first, which then outlives its
+	 * own unmount */
+	if (is_roamfs_mount(d.mountpoint) == 1 && access("/proc/self/mounts", R_OK) == 0)
+		die("'%s' is already a roamfs mount; unmount it first ('roamfs umount %s') or use another "
+		    "mount point", d.mountpoint, d.mountpoint);
 	uint64_t csize;
 	if (rfs_parse_size(cache_size, &csize) < 0 || csize < (1u << 20))
 		die("invalid cache size '%s': give bytes with an optional K/M/G/T suffix, at least 1M", cache_size);

@@ -294,13 +294,17 @@ void rfs_control_stop(struct rfs_control *c)
 	pthread_mutex_lock(&c->lock);
 	c->stopping = 1;
 	pthread_mutex_unlock(&c->lock);
-	/* wake accept() with a connection of our own */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->path);
-		(void)!connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-		close(fd);
+	/* Wake accept(): shutdown() of the listening socket makes it return at once on Linux.
+	 * A connection of our own to the socket's path (the old way) never arrives when the path
+	 * is gone (a cache dir deleted under a live mount), and the join then hung forever. */
+	if (shutdown(c->listen_fd, SHUT_RDWR) < 0) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			struct sockaddr_un sa = {.sun_family = AF_UNIX};
+			snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->path);
+			(void)!connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+			close(fd);
+		}
 	}
 	pthread_join(c->thread, NULL);
 	close(c->listen_fd);

@@ -81,6 +81,26 @@ expect_fail "mount on a mount point that does not exist" "$WORK/ws/no-such-mount
   "$ROAMFS" mount "$(rfs_store ws)" "$WORK/ws/no-such-mountpoint" --cache-dir "$(rfs_cache ws)"
 nothing_mounted ws
 
+rfs_mount ws
+expect_fail "a second mount on a live roamfs mount point" "already a roamfs mount" \
+  "$ROAMFS" mount "$(rfs_store ws)" "$(rfs_mp ws)" --cache-dir "$WORK/ws/second-cache"
+[ "$(grep -c " $(rfs_mp ws) fuse.roamfs " /proc/self/mounts)" = 1 ] || fail "a second roamfs mount was stacked"
+rfs_umount ws
+
+step "a cache dir deleted under a live mount: umount still stops the daemon, and says what is lost"
+rfs_format gone
+rfs_mount gone
+echo "never uploaded" >"$(rfs_mp gone)/f"
+gone_pid=$(rfs_pid gone)
+rm -rf "$(rfs_cache gone)"
+rc=0; timeout -k 5 120 "$ROAMFS" umount "$(rfs_mp gone)" >"$WORK/gone.out" 2>&1 || rc=$?
+sed 's/^/    | /' "$WORK/gone.out" >&2
+[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "umount hung after the cache dir was deleted"
+[ "$rc" -ne 0 ] || fail "umount reported success although the staged file was deleted with the cache dir"
+rfs__wait_gone "$gone_pid" 10 || fail "the daemon (pid $gone_pid) outlived its unmount"
+! grep -q " $(rfs_mp gone) " /proc/self/mounts || fail "still mounted after umount"
+step "ok: umount exited $rc and the daemon is gone"
+
 mkdir -p "$WORK/not-mounted"
 expect_fail "umount of a dir that is not a roamfs mount" "not-mounted|not mounted|not a" \
   "$ROAMFS" umount "$WORK/not-mounted"
