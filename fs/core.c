@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -121,6 +122,7 @@ struct rfs_fs {
 	struct rfs_cache *cache;
 	struct rfs_sync *sync;
 	struct rfs_prefetch *prefetch; /* readahead workers, from rfs_fs_start */
+	int lock_fd;                   /* flock on CACHE/lock: one daemon per cache dir */
 	struct rfs_wincache *wincache; /* pack ranges fetched around small blocks, in memory */
 	struct rfs_ranges *ranges;     /* and the same ranges in the SSD cache */
 	pthread_mutex_t space_lock;    /* the cache disk's free space, as last seen: */
@@ -2699,6 +2701,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	struct rfs_fs *fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
+	fs->lock_fd = -1;
 	fs->cfg = *cfg;
 	if (fs->cfg.flush_interval_ms <= 0)
 		fs->cfg.flush_interval_ms = 1000;
@@ -2745,6 +2748,22 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	rc = rfs_mkdir_p(cfg->cache_dir, 0700);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot create cache directory '%s': %s", cfg->cache_dir, strerror(-rc));
+		goto fail;
+	}
+	/* One daemon per cache dir: two would share the replica, the staging files and the host
+	 * id. The lock lives as long as the daemon (the fd survives the fork that daemonizes). */
+	char lockp[PATH_MAX + 8];
+	snprintf(lockp, sizeof(lockp), "%s/lock", cfg->cache_dir);
+	fs->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fs->lock_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open '%s': %s", lockp, strerror(-rc));
+		goto fail;
+	}
+	if (flock(fs->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(err, errlen, "cache directory '%s' is in use by another roamfs daemon (see 'roamfs status'); "
+			 "give this mount its own --cache-dir", cfg->cache_dir);
 		goto fail;
 	}
 	snprintf(fs->staging_dir, sizeof(fs->staging_dir), "%s/staging", cfg->cache_dir);
@@ -2858,6 +2877,8 @@ fail:
 	if (fs->meta_store && fs->meta_store != fs->store)
 		rfs_store_close(fs->meta_store);
 	rfs_store_close(fs->store);
+	if (fs->lock_fd >= 0)
+		close(fs->lock_fd);
 	free(fs->cache_dir);
 	free(fs);
 	return rc;
@@ -2933,6 +2954,8 @@ int rfs_fs_close(struct rfs_fs *fs)
 	pthread_mutex_destroy(&fs->nodes_lock);
 	pthread_mutex_destroy(&fs->flush_lock);
 	pthread_mutex_destroy(&fs->free_lock);
+	if (fs->lock_fd >= 0)
+		close(fs->lock_fd); /* last: the cache dir is free for the next daemon */
 	free(fs->cache_dir);
 	free(fs);
 	return rc;

@@ -85,6 +85,10 @@ rfs_mount ws
 expect_fail "a second mount on a live roamfs mount point" "already a roamfs mount" \
   "$ROAMFS" mount "$(rfs_store ws)" "$(rfs_mp ws)" --cache-dir "$WORK/ws/second-cache"
 [ "$(grep -c " $(rfs_mp ws) fuse.roamfs " /proc/self/mounts)" = 1 ] || fail "a second roamfs mount was stacked"
+mkdir -p "$WORK/ws/other-mnt"
+expect_fail "a second daemon on a cache dir in use" "in use by another roamfs daemon" \
+  "$ROAMFS" mount "$(rfs_store ws)" "$WORK/ws/other-mnt" --cache-dir "$(rfs_cache ws)"
+! grep -q " $WORK/ws/other-mnt " /proc/self/mounts || fail "a second daemon mounted on a cache dir in use"
 rfs_umount ws
 
 step "a cache dir deleted under a live mount: umount still stops the daemon, and says what is lost"
