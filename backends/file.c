@@ -358,11 +358,11 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 		*q++ = 0;
 		for (char *save = NULL, *p = strtok_r(q, "&", &save); p; p = strtok_r(NULL, "&", &save)) {
 			char *end = NULL;
+			long ms = !strncmp(p, "latency_ms=", 11) ? strtol(p + 11, &end, 10) : -1;
 			if (!strcmp(p, "conditional=ignore")) {
 				ignore_conditional = 1;
-			} else if (!strncmp(p, "latency_ms=", 11) && (latency_ms = (int)strtol(p + 11, &end, 10)) >= 0 &&
-				   end != p + 11 && !*end && latency_ms <= 10000) {
-				continue;
+			} else if (end && end != p + 11 && !*end && ms >= 0 && ms <= 10000) {
+				latency_ms = (int)ms;
 			} else {
 				snprintf(err, errlen, "unknown file store parameter '%s' (known, for tests and "
 					 "benchmarks: conditional=ignore, latency_ms=N)", p);

@@ -425,32 +425,19 @@ static int acl_inherit(struct rfs_fs *fs, uint64_t parent, struct rfs_attr *a, u
 
 /* ---------- block I/O ---------- */
 
-struct win_block {
-	uint8_t hash[RFS_HASH_LEN];
-	struct rfs_block_loc loc;
+/* The extent of the stored blocks a window fetch covers. */
+struct win_extent {
+	uint64_t start, end; /* end 0: no block found */
 };
 
-struct win_list {
-	struct win_block *v;
-	size_t n, cap;
-};
-
-static int win_collect(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc)
+static int win_extend(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc)
 {
-	struct win_list *w = arg;
-	if (w->n == w->cap) {
-		size_t nc = w->cap ? w->cap * 2 : 64;
-		if (nc > 16384)
-			return 1;
-		struct win_block *nv = realloc(w->v, nc * sizeof(*nv));
-		if (!nv)
-			return 1;
-		w->v = nv;
-		w->cap = nc;
-	}
-	memcpy(w->v[w->n].hash, hash, RFS_HASH_LEN);
-	w->v[w->n].loc = *loc;
-	w->n++;
+	(void)hash;
+	struct win_extent *x = arg;
+	if (!x->end || loc->off < x->start)
+		x->start = loc->off;
+	if (loc->off + loc->slen > x->end)
+		x->end = loc->off + loc->slen;
 	return 0;
 }
 
@@ -459,24 +446,14 @@ static int win_collect(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct
  * NULL with *rc = -EAGAIN (no usable range: fetch the block alone) or NULL with *rc < 0. */
 static struct rfs_win *fetch_window(struct rfs_fs *fs, const struct rfs_block_loc *want, int *rc)
 {
-	struct win_list w = {0};
+	struct win_extent x = {0, 0};
 	struct rfs_win *win = NULL;
 	uint64_t from = want->off > RFS_WINDOW_BEFORE ? want->off - RFS_WINDOW_BEFORE : 0;
 	uint64_t to = want->off + want->slen + RFS_WINDOW_AFTER;
 	rfs_meta_lock(fs->meta);
-	*rc = rfs_meta_blocks_in_range(fs->meta, want->pack, from, to, win_collect, &w);
+	*rc = rfs_meta_blocks_in_range(fs->meta, want->pack, from, to, win_extend, &x);
 	rfs_meta_unlock(fs->meta);
-	uint64_t start = 0, end = 0;
-	if (*rc == 0 && w.n > 0) {
-		start = end = w.v[0].loc.off;
-		for (size_t i = 0; i < w.n; i++) {
-			if (w.v[i].loc.off < start)
-				start = w.v[i].loc.off;
-			if (w.v[i].loc.off + w.v[i].loc.slen > end)
-				end = w.v[i].loc.off + w.v[i].loc.slen;
-		}
-	}
-	free(w.v);
+	uint64_t start = *rc == 0 ? x.start : 0, end = *rc == 0 ? x.end : 0;
 	*rc = -EAGAIN;
 	if (end == 0 || want->off < start || want->off + want->slen > end)
 		return NULL;
@@ -2551,8 +2528,8 @@ static ssize_t xattr_reply(int rc, struct rfs_buf *b, void *buf, size_t size)
 
 ssize_t rfs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf, size_t size)
 {
-	if (!strncmp(name, "system.", 7) && !rfs_acl_name(name))
-		return -ENODATA;
+	if (xattr_name_ok(name) == -EOPNOTSUPP)
+		return -ENODATA; /* never stored */
 	struct rfs_buf b = {0};
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_xattr_get(fs->meta, ino, name, &b);

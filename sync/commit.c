@@ -324,25 +324,21 @@ static int pull_locked(struct rfs_sync *s)
 		local_position(s, &applied, head_hash);
 		rfs_meta_unlock(s->meta);
 		fetch_window(s, applied + 1, f, window);
-		int used = 0, stop = 0;
+		int stop = 0;
 		for (int i = 0; i < window && !stop; i++) {
 			const char *key = f[i].key;
-			if (f[i].rc == -ENOENT) {
-				stop = 1; /* the end of the log (a later slot cannot be filled before it) */
-				break;
-			}
+			struct record r;
+			stop = 1;
+			if (f[i].rc == -ENOENT)
+				break; /* the end of the log (a later slot cannot be filled before it) */
 			if (f[i].rc < 0) {
 				set_error(s, "cannot read log record %s: %s", key, strerror(-f[i].rc));
 				rc = f[i].rc;
-				stop = 1;
 				break;
 			}
-			struct record r;
-			rc = rfs_log_record_parse(&f[i].b, &r);
-			if (rc < 0) {
+			if (rfs_log_record_parse(&f[i].b, &r) < 0) {
 				set_error(s, "log record %s is damaged; not applying it or anything after it", key);
 				rc = -EIO;
-				stop = 1;
 				break;
 			}
 			if (r.seq != applied + 1 + i || strcmp(r.prev, head_hash)) {
@@ -351,25 +347,23 @@ static int pull_locked(struct rfs_sync *s)
 					  key, head_hash, r.prev);
 				free(r.cs);
 				rc = -EIO;
-				stop = 1;
 				break;
 			}
 			rc = apply_record(s, &r);
 			free(r.cs);
 			if (rc < 0) {
 				set_error(s, "cannot apply log record %s: %s", key, strerror(-rc));
-				stop = 1;
 				break;
 			}
 			snprintf(head_hash, sizeof(head_hash), "%s", r.hash);
 			applied_n++;
-			used++;
+			stop = 0;
 		}
 		for (int i = 0; i < window; i++)
 			rfs_buf_free(&f[i].b);
 		if (rc < 0)
 			return rc;
-		if (stop || used < window)
+		if (stop) /* the log ended in this window, or something failed */
 			break;
 		if (++full_windows >= 2 && window < PULL_WINDOW_MAX)
 			window *= 2;
