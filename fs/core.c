@@ -2369,10 +2369,20 @@ int rfs_readdir(struct rfs_fs *fs, uint64_t ino, uint64_t off, rfs_fill_cb fill,
 
 /* ---------- xattrs and POSIX ACLs ---------- */
 
+/* security.selinux is not stored: FUSE files are labelled by the kernel's genfs rules, and
+ * saying "not supported" (instead of "no such attribute") lets `ls -l` stop asking after the
+ * first entry of the mount (coreutils caches ENOTSUP per device), which FUSE cannot cache. */
+static int xattr_is_selinux(const char *name)
+{
+	return !strcmp(name, "security.selinux");
+}
+
 static int xattr_name_ok(const char *name)
 {
 	/* system.* other than the two ACLs would be silently not enforced: refuse them */
 	if (!strncmp(name, "system.", 7) && !rfs_acl_name(name))
+		return -EOPNOTSUPP;
+	if (xattr_is_selinux(name))
 		return -EOPNOTSUPP;
 	if (strlen(name) > XATTR_NAME_MAX)
 		return -ERANGE;
@@ -2528,6 +2538,8 @@ static ssize_t xattr_reply(int rc, struct rfs_buf *b, void *buf, size_t size)
 
 ssize_t rfs_getxattr(struct rfs_fs *fs, uint64_t ino, const char *name, void *buf, size_t size)
 {
+	if (xattr_is_selinux(name))
+		return -EOPNOTSUPP;
 	if (xattr_name_ok(name) == -EOPNOTSUPP)
 		return -ENODATA; /* never stored */
 	struct rfs_buf b = {0};
@@ -2552,7 +2564,7 @@ int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name)
 	if (rc == 0)
 		rc = xattr_name_ok(name);
 	if (rc < 0)
-		return rc == -EOPNOTSUPP ? -ENODATA : rc;
+		return rc == -EOPNOTSUPP && !xattr_is_selinux(name) ? -ENODATA : rc;
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
 		return rc;

@@ -3,7 +3,8 @@
 # stores them): setfacl/getfacl, enforcement for another user, chmod moving the mask, the
 # umask applying only without a default ACL, default ACL inheritance, an ACL that says no
 # more than the mode not being stored, removal, and another host seeing (and re-reading
-# after a change) the same ACLs; they survive a remount with an empty cache.
+# after a change) the same ACLs; they survive a remount with an empty cache. security.selinux
+# is refused as not supported, which lets `ls -l` stop probing it per entry.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 command -v setfacl >/dev/null && command -v getfacl >/dev/null || skip "setfacl/getfacl missing (package acl)"
@@ -71,6 +72,20 @@ if as_nobody cat "$b/shared" >/dev/null 2>&1; then fail "host B still lets uid 6
 step "setfacl -b removes the ACL"
 setfacl -b "$a/proj/new"
 if getfattr -m - -d "$a/proj/new" 2>/dev/null | grep -q posix_acl_access; then fail "setfacl -b left the ACL"; fi
+
+step "security.selinux is not supported, so ls -l asks for it once per mount, not per entry"
+command -v strace >/dev/null || fail "strace missing (package strace; scripts/deps.sh installs it)"
+got=$(getfattr -n security.selinux "$a/shared" 2>&1 || true)
+case "$got" in *'Operation not supported'*) ;; *) fail "getxattr(security.selinux) is not EOPNOTSUPP: $got" ;; esac
+if setfattr -n security.selinux -v system_u:object_r:foo_t "$a/shared" 2>/dev/null; then
+  fail "setxattr(security.selinux) succeeded although it is not stored"
+fi
+mkdir "$a/many" && for i in $(seq 1 40); do : >"$a/many/f$i"; done
+strace -qq -e trace=getxattr,lgetxattr -o "$WORK/ls.trace" ls -l "$a/many" >/dev/null
+probes=$(grep -c 'security.selinux' "$WORK/ls.trace" || true)
+[ "$probes" -le 2 ] || fail "ls -l of 40 files probed security.selinux $probes times (each a FUSE round trip)"
+setfattr -n user.keep -v 1 "$a/many/f1"
+assert_eq 1 "$(getfattr --only-values -n user.keep "$a/many/f1")" "user xattrs still work"
 
 step "ACLs survive a remount with an empty cache"
 want_shared=$(acl_of "$a/shared") want_sub=$(getfacl -cpn "$a/proj/sub")
