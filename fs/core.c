@@ -59,6 +59,8 @@
 #define RFS_SIBLING_DIRS 16          /* directories remembered for ... */
 #define RFS_SIBLINGS_AGAIN_MS 30000  /* ... this long */
 #ifndef RFS_WINCACHE_BYTES
+/* Prefetch job kinds (prefetch.h): a block hash, or a file whose directory to prefetch. */
+enum { PF_BLOCK, PF_SIBLINGS };
 #define RFS_WINCACHE_BYTES (48u << 20) /* fetched pack ranges kept in memory */
 #endif
 #ifndef RFS_READAHEAD_BLOCKS
@@ -555,21 +557,38 @@ out:
 	return rc;
 }
 
-/* Brings a stored block into memory: cache, else the store (verified, then cached).
- * buf holds block_size bytes; *len receives the block's length. *fetched (if not NULL) is
- * set when a small block's pack range had to come from the store. */
-static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t *buf, uint32_t *len,
-		      int *fetched)
+/* Reads a cached block into a buffer of its size. Returns 0, or -ENOENT when the cache
+ * has no (readable) copy. */
+static int load_cached_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t **out, uint32_t *len)
 {
 	int fd = rfs_cache_open_block(fs->cache, hash);
-	if (fd >= 0) {
-		ssize_t r = rfs_pread_full(fd, buf, fs->format.block_size, 0);
-		close(fd);
-		if (r >= 0) {
-			*len = (uint32_t)r;
-			return 0;
-		}
+	if (fd < 0)
+		return -ENOENT;
+	struct stat st;
+	uint8_t *buf = NULL;
+	ssize_t r = -1;
+	if (fstat(fd, &st) == 0 && st.st_size <= fs->format.block_size &&
+	    (buf = malloc(st.st_size ? (size_t)st.st_size : 1)))
+		r = rfs_pread_full(fd, buf, (size_t)st.st_size, 0);
+	close(fd);
+	if (r < 0 || r != st.st_size) {
+		free(buf);
+		return -ENOENT;
 	}
+	*out = buf;
+	*len = (uint32_t)r;
+	return 0;
+}
+
+/* Brings a stored block into memory: cache, else the store (verified, then cached).
+ * On success *out is a malloc'd buffer of the block's *len bytes, which the caller frees
+ * (a small file's block costs a few KiB, not a block size). *fetched (if not NULL) is set
+ * when a small block's pack range had to come from the store. */
+static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t **out, uint32_t *len,
+		      int *fetched)
+{
+	if (load_cached_block(fs, hash, out, len) == 0)
+		return 0;
 	struct rfs_block_loc loc;
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_block_get(fs->meta, hash, &loc);
@@ -584,15 +603,14 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		RFS_LOG(LOG_ERR, "block in pack %s claims %u bytes, more than the block size", loc.pack, loc.rlen);
 		return -EIO;
 	}
+	uint8_t *buf = malloc(loc.rlen ? loc.rlen : 1);
+	if (!buf)
+		return -ENOMEM;
 	/* a short block is a small file (or a file's tail): fetch its pack neighbours too */
 	if (loc.rlen <= RFS_SMALL_BLOCK && loc.rlen < fs->format.block_size) {
 		rc = load_window(fs, hash, &loc, buf, fetched);
-		if (rc == 0) {
-			*len = loc.rlen;
-			return 0;
-		}
 		if (rc != -EAGAIN)
-			return rc;
+			goto out;
 	}
 	char key[64];
 	rfs_pack_key(loc.pack, key, sizeof(key));
@@ -602,7 +620,8 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		char cause[256];
 		rfs_store_error(fs->store, cause, sizeof(cause));
 		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, loc.off, cause[0] ? cause : strerror(-rc));
-		return -EIO;
+		rc = -EIO;
+		goto out;
 	}
 	if (b.len != loc.slen)
 		rc = -EIO;
@@ -613,12 +632,20 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		rfs_hex(hash, RFS_HASH_LEN, hex);
 		RFS_LOG(LOG_ERR, "pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
 			"run 'roamfs fsck' on the store", key, hex, loc.off);
-		return -EIO;
+		rc = -EIO;
+		goto out;
 	}
-	*len = loc.rlen;
 	rc = rfs_cache_put(fs->cache, hash, buf, loc.rlen);
 	if (rc < 0 && rc != -EFBIG)
 		RFS_LOG(LOG_DEBUG, "cannot cache a block: %s", strerror(-rc));
+	rc = 0;
+out:
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = loc.rlen;
 	return 0;
 }
 
@@ -684,9 +711,20 @@ static void prefetch_siblings(struct rfs_fs *fs, uint64_t ino)
 		rc = l->ino[i] == ino ? -ENOENT : rfs_meta_bmap_get(fs->meta, l->ino[i], 0, hash);
 		rfs_meta_unlock(fs->meta);
 		if (rc == 0 && !block_cached(fs, hash, NULL))
-			rfs_prefetch_add(fs->prefetch, hash);
+			rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
 	}
 	free(l);
+}
+
+/* The directory listing and block-map lookups of prefetch_siblings run in a prefetch
+ * worker, not in the FUSE read that found the file cold. */
+static void queue_siblings(struct rfs_fs *fs, uint64_t ino)
+{
+	if (!fs->prefetch)
+		return;
+	uint8_t key[RFS_HASH_LEN] = {0};
+	memcpy(key, &ino, sizeof(ino));
+	rfs_prefetch_add(fs->prefetch, PF_SIBLINGS, key);
 }
 
 /* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
@@ -728,24 +766,22 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 			}
 		}
 		/* the readahead may be fetching this very block: wait for it rather than fetch twice */
-		if (attempt || !fs->prefetch || !rfs_prefetch_wait_for(fs->prefetch, hash))
+		if (attempt || !fs->prefetch || !rfs_prefetch_wait_for(fs->prefetch, PF_BLOCK, hash))
 			break;
 	}
-	uint8_t *buf = malloc(fs->format.block_size);
-	if (!buf)
-		return -ENOMEM;
+	uint8_t *buf = NULL;
 	uint32_t blen = 0;
 	int fetched = 0;
-	rc = load_block(fs, hash, buf, &blen, &fetched);
+	rc = load_block(fs, hash, &buf, &blen, &fetched);
 	if (rc == 0) {
 		uint32_t avail = off < blen ? blen - off : 0;
 		uint32_t c = avail < len ? avail : len;
 		memcpy(out, buf + off, c);
 		memset(out + c, 0, len - c);
+		free(buf);
 	}
-	free(buf);
 	if (rc == 0 && fetched && idx == 0)
-		prefetch_siblings(fs, ino);
+		queue_siblings(fs, ino);
 	return rc;
 }
 
@@ -770,9 +806,9 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 		rc = rfs_meta_bmap_get(fs->meta, n->ino, idx, hash);
 		rfs_meta_unlock(fs->meta);
 		if (rc == 0) {
-			uint8_t *buf = malloc(fs->format.block_size);
+			uint8_t *buf = NULL;
 			uint32_t blen = 0;
-			rc = buf ? load_block(fs, hash, buf, &blen, NULL) : -ENOMEM;
+			rc = load_block(fs, hash, &buf, &blen, NULL);
 			/* never keep more than the file's current size in the block */
 			uint64_t start = idx * fs->format.block_size;
 			if (rc == 0 && start + blen > n->size)
@@ -781,8 +817,8 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 				ssize_t w = rfs_pwrite_full(fd, buf, blen, 0);
 				if (w < 0)
 					rc = (int)w;
+				free(buf);
 			}
-			free(buf);
 		} else if (rc == -ENOENT) {
 			rc = 0;
 		}
@@ -834,7 +870,7 @@ static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t s
 		int rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
 		rfs_meta_unlock(fs->meta);
 		if (rc == 0 && !rfs_cache_has(fs->cache, hash))
-			rfs_prefetch_add(fs->prefetch, hash);
+			rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
 	}
 }
 
@@ -938,17 +974,22 @@ static int block_cached(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], con
 	       rfs_ranges_has(fs->ranges, loc->pack, loc->off, loc->slen);
 }
 
-/* Prefetch worker: bring one block into the cache. */
-static void prefetch_block(void *arg, const uint8_t hash[RFS_HASH_LEN])
+/* Prefetch worker: bring one block into the cache, or queue a directory's files. */
+static void prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN])
 {
 	struct rfs_fs *fs = arg;
-	if (block_cached(fs, hash, NULL))
+	if (kind == PF_SIBLINGS) {
+		uint64_t ino;
+		memcpy(&ino, key, sizeof(ino));
+		prefetch_siblings(fs, ino);
 		return;
-	uint8_t *buf = malloc(fs->format.block_size);
+	}
+	if (block_cached(fs, key, NULL))
+		return;
+	uint8_t *buf = NULL;
 	uint32_t len;
-	if (buf)
-		load_block(fs, hash, buf, &len, NULL);
-	free(buf);
+	if (load_block(fs, key, &buf, &len, NULL) == 0)
+		free(buf);
 }
 
 /* Staged data must never take the last free space of the cache disk: the flush that would
@@ -2880,7 +2921,7 @@ void rfs_fs_set_invalidate(struct rfs_fs *fs, rfs_inval_cb cb, void *arg)
 
 int rfs_fs_start(struct rfs_fs *fs)
 {
-	if (rfs_prefetch_start(RFS_PREFETCH_THREADS, prefetch_block, fs, &fs->prefetch) < 0)
+	if (rfs_prefetch_start(RFS_PREFETCH_THREADS, prefetch_job, fs, &fs->prefetch) < 0)
 		fs->prefetch = NULL; /* no readahead, still correct */
 	int rc = pthread_create(&fs->bg_thread, NULL, bg_thread, fs);
 	if (rc)
@@ -3180,13 +3221,13 @@ int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 	if (res->bytes > cs.limit)
 		res->not_fitting_bytes = res->bytes - cs.limit;
 	if (res->already_cached < l.n) {
-		rc = rfs_prefetch_start(jobs, prefetch_block, fs, &pool);
+		rc = rfs_prefetch_start(jobs, prefetch_job, fs, &pool);
 		if (rc < 0)
 			goto out;
 		int64_t last = 0;
 		for (size_t i = 0; i < l.n; i++) {
 			if (!block_cached(fs, l.h[i], &locs[i]))
-				rfs_prefetch_add_wait(pool, l.h[i]);
+				rfs_prefetch_add_wait(pool, PF_BLOCK, l.h[i]);
 			if (progress && rfs_monotonic_ms() - last >= 500) {
 				last = rfs_monotonic_ms();
 				uint64_t db = 0, dn = 0;

@@ -8,17 +8,22 @@
 #define QUEUE_LEN 256
 #define MAX_THREADS 32
 
+struct job {
+	uint8_t kind;
+	uint8_t key[RFS_HASH_LEN];
+};
+
 struct rfs_prefetch {
-	rfs_fetch_fn fetch;
+	rfs_job_fn run;
 	void *arg;
 	int nthreads;
 	pthread_t threads[MAX_THREADS];
 	pthread_mutex_t lock;
 	pthread_cond_t work, idle, room, done;
 	/* below: protected by lock */
-	uint8_t queue[QUEUE_LEN][RFS_HASH_LEN];
+	struct job queue[QUEUE_LEN];
 	size_t head, count;
-	uint8_t running[MAX_THREADS][RFS_HASH_LEN];
+	struct job running[MAX_THREADS];
 	int busy[MAX_THREADS];
 	int stop;
 };
@@ -28,15 +33,29 @@ struct worker {
 	int id;
 };
 
-static int known_locked(struct rfs_prefetch *p, const uint8_t *hash)
+static int same_job(const struct job *j, int kind, const uint8_t *key)
+{
+	return j->kind == kind && !memcmp(j->key, key, RFS_HASH_LEN);
+}
+
+static int known_locked(struct rfs_prefetch *p, int kind, const uint8_t *key)
 {
 	for (size_t i = 0; i < p->count; i++)
-		if (!memcmp(p->queue[(p->head + i) % QUEUE_LEN], hash, RFS_HASH_LEN))
+		if (same_job(&p->queue[(p->head + i) % QUEUE_LEN], kind, key))
 			return 1;
 	for (int i = 0; i < p->nthreads; i++)
-		if (p->busy[i] && !memcmp(p->running[i], hash, RFS_HASH_LEN))
+		if (p->busy[i] && same_job(&p->running[i], kind, key))
 			return 1;
 	return 0;
+}
+
+static void push_locked(struct rfs_prefetch *p, int kind, const uint8_t *key)
+{
+	struct job *j = &p->queue[(p->head + p->count) % QUEUE_LEN];
+	j->kind = (uint8_t)kind;
+	memcpy(j->key, key, RFS_HASH_LEN);
+	p->count++;
+	pthread_cond_signal(&p->work);
 }
 
 static void *work(void *arg)
@@ -50,13 +69,13 @@ static void *work(void *arg)
 			pthread_cond_wait(&p->work, &p->lock);
 		if (p->stop)
 			break;
-		memcpy(p->running[id], p->queue[p->head], RFS_HASH_LEN);
+		p->running[id] = p->queue[p->head];
 		p->head = (p->head + 1) % QUEUE_LEN;
 		p->count--;
 		pthread_cond_signal(&p->room);
 		p->busy[id] = 1;
 		pthread_mutex_unlock(&p->lock);
-		p->fetch(p->arg, p->running[id]);
+		p->run(p->arg, p->running[id].kind, p->running[id].key);
 		pthread_mutex_lock(&p->lock);
 		p->busy[id] = 0;
 		pthread_cond_broadcast(&p->done);
@@ -70,7 +89,7 @@ static void *work(void *arg)
 	return NULL;
 }
 
-int rfs_prefetch_start(int nthreads, rfs_fetch_fn fetch, void *arg, struct rfs_prefetch **out)
+int rfs_prefetch_start(int nthreads, rfs_job_fn run, void *arg, struct rfs_prefetch **out)
 {
 	if (nthreads < 1)
 		nthreads = 1;
@@ -79,7 +98,7 @@ int rfs_prefetch_start(int nthreads, rfs_fetch_fn fetch, void *arg, struct rfs_p
 	struct rfs_prefetch *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->fetch = fetch;
+	p->run = run;
 	p->arg = arg;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
@@ -102,43 +121,37 @@ int rfs_prefetch_start(int nthreads, rfs_fetch_fn fetch, void *arg, struct rfs_p
 	return 0;
 }
 
-int rfs_prefetch_add(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN])
+int rfs_prefetch_add(struct rfs_prefetch *p, int kind, const uint8_t key[RFS_HASH_LEN])
 {
 	int rc = 0;
 	pthread_mutex_lock(&p->lock);
-	if (!known_locked(p, hash)) {
-		if (p->count == QUEUE_LEN) {
+	if (!known_locked(p, kind, key)) {
+		if (p->count == QUEUE_LEN)
 			rc = -EAGAIN;
-		} else {
-			memcpy(p->queue[(p->head + p->count) % QUEUE_LEN], hash, RFS_HASH_LEN);
-			p->count++;
-			pthread_cond_signal(&p->work);
-		}
+		else
+			push_locked(p, kind, key);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }
 
-int rfs_prefetch_add_wait(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN])
+int rfs_prefetch_add_wait(struct rfs_prefetch *p, int kind, const uint8_t key[RFS_HASH_LEN])
 {
 	pthread_mutex_lock(&p->lock);
 	while (p->count == QUEUE_LEN && !p->stop)
 		pthread_cond_wait(&p->room, &p->lock);
 	int rc = p->stop ? -ECANCELED : 0;
-	if (rc == 0 && !known_locked(p, hash)) {
-		memcpy(p->queue[(p->head + p->count) % QUEUE_LEN], hash, RFS_HASH_LEN);
-		p->count++;
-		pthread_cond_signal(&p->work);
-	}
+	if (rc == 0 && !known_locked(p, kind, key))
+		push_locked(p, kind, key);
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }
 
-int rfs_prefetch_wait_for(struct rfs_prefetch *p, const uint8_t hash[RFS_HASH_LEN])
+int rfs_prefetch_wait_for(struct rfs_prefetch *p, int kind, const uint8_t key[RFS_HASH_LEN])
 {
 	int waited = 0;
 	pthread_mutex_lock(&p->lock);
-	while (!p->stop && known_locked(p, hash)) {
+	while (!p->stop && known_locked(p, kind, key)) {
 		waited = 1;
 		pthread_cond_wait(&p->done, &p->lock);
 	}
