@@ -49,14 +49,6 @@ static const char usage_gc[] =
 	"\n"
 	"Exit status: 0 done, 1 some deletes failed, 2 gc could not run.\n";
 
-static int wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return 1;
-	return 0;
-}
-
 static void human(uint64_t bytes, char *buf, size_t len)
 {
 	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
@@ -85,61 +77,81 @@ static void print_note(void *arg, const struct rfs_note *n)
 	fflush(stdout);
 }
 
-static int open_store(const char *url, struct rfs_store **s)
+/* What fsck and gc share: --help, getopt over the command's options plus -v, exactly one
+ * STORE operand, the log level, opening the store. */
+struct admin_cmd {
+	const char *usage;
+	const struct option *longopts;
+	/* one option of the command; returns 0, or 2 after printing why */
+	int (*opt)(void *opts, int c, const char *arg);
+	void *opts;
+};
+
+/* Returns 0 with *s open and *url the STORE operand, 1 when --help was printed (exit 0), or
+ * 2 (the exit status for usage errors and an unreachable store; the cause is printed). */
+static int admin_start(const struct admin_cmd *cmd, int argc, char **argv, struct rfs_store **s, const char **url)
 {
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(cmd->usage, stdout);
+			return 1;
+		}
+	int c, verbose = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "v", cmd->longopts, NULL)) != -1) {
+		if (c == 'v') {
+			verbose = 1;
+		} else if (c == '?' || cmd->opt(cmd->opts, c, optarg) != 0) {
+			if (c == '?')
+				fputs(cmd->usage, stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(cmd->usage, stderr);
+		return 2;
+	}
+	rfs_log_level = verbose ? LOG_DEBUG : LOG_ERR;
+	*url = argv[optind];
 	char err[1024] = "";
-	int rc = rfs_store_open(url, s, err, sizeof(err));
-	if (rc < 0)
+	int rc = rfs_store_open(*url, s, err, sizeof(err));
+	if (rc < 0) {
 		fprintf(stderr, "roamfs: error: %s\n", err[0] ? err : strerror(-rc));
-	return rc;
+		return 2;
+	}
+	return 0;
 }
 
 /* ---------- fsck ---------- */
 
+static int fsck_opt(void *opts, int c, const char *arg)
+{
+	struct rfs_fsck_opts *o = opts;
+	if (c == 'r')
+		o->repair = 1;
+	else if (c == 'q')
+		o->quick = 1;
+	else
+		o->work_dir = arg;
+	return 0;
+}
+
 int rfs_cmd_fsck(int argc, char **argv)
 {
-	if (wants_help(argc, argv)) {
-		fputs(usage_fsck, stdout);
-		return 0;
-	}
 	static const struct option longopts[] = {{"repair", no_argument, NULL, 'r'},
 						 {"quick", no_argument, NULL, 'q'},
 						 {"work-dir", required_argument, NULL, 'w'},
 						 {NULL, 0, NULL, 0}};
 	struct rfs_fsck_opts o = {.cb = print_note};
-	int c, verbose = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'r':
-			o.repair = 1;
-			break;
-		case 'q':
-			o.quick = 1;
-			break;
-		case 'w':
-			o.work_dir = optarg;
-			break;
-		case 'v':
-			verbose = 1;
-			break;
-		default:
-			fputs(usage_fsck, stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		fputs(usage_fsck, stderr);
-		return 2;
-	}
-	rfs_log_level = verbose ? LOG_DEBUG : LOG_ERR;
+	const struct admin_cmd cmd = {usage_fsck, longopts, fsck_opt, &o};
 	struct rfs_store *s;
-	if (open_store(argv[optind], &s) < 0)
-		return 2;
+	const char *url;
+	int start = admin_start(&cmd, argc, argv, &s, &url);
+	if (start)
+		return start == 1 ? 0 : 2;
 	struct rfs_fsck_stats st;
 	char err[1024] = "";
 	int rc = rfs_fsck(s, &o, &st, err, sizeof(err));
-	const char *url = argv[optind];
 	if (rc < 0) {
 		rfs_store_close(s);
 		fprintf(stderr, "roamfs: error: fsck of '%s' could not finish: %s\n", url, err[0] ? err : strerror(-rc));
@@ -170,59 +182,43 @@ int rfs_cmd_fsck(int argc, char **argv)
 
 /* ---------- gc ---------- */
 
+static int gc_opt(void *opts, int c, const char *arg)
+{
+	struct rfs_gc_opts *o = opts;
+	if (c == 'n') {
+		o->dry_run = 1;
+	} else if (c == 'g') {
+		char *end;
+		errno = 0;
+		long long v = strtoll(arg, &end, 10);
+		if (errno || end == arg || *end || v < 0 || v > 100LL * 365 * 86400) {
+			fprintf(stderr, "roamfs: error: invalid --grace '%s': give seconds, e.g. 3600\n", arg);
+			return 2;
+		}
+		o->grace_s = v;
+	} else {
+		o->work_dir = arg;
+	}
+	return 0;
+}
+
 int rfs_cmd_gc(int argc, char **argv)
 {
-	if (wants_help(argc, argv)) {
-		fputs(usage_gc, stdout);
-		return 0;
-	}
 	static const struct option longopts[] = {{"dry-run", no_argument, NULL, 'n'},
 						 {"grace", required_argument, NULL, 'g'},
 						 {"work-dir", required_argument, NULL, 'w'},
 						 {NULL, 0, NULL, 0}};
 	struct rfs_gc_opts o = {.grace_s = RFS_GC_DEFAULT_GRACE_S, .cb = print_note};
-	int c, verbose = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			o.dry_run = 1;
-			break;
-		case 'g': {
-			char *end;
-			errno = 0;
-			long long v = strtoll(optarg, &end, 10);
-			if (errno || end == optarg || *end || v < 0 || v > 100LL * 365 * 86400) {
-				fprintf(stderr, "roamfs: error: invalid --grace '%s': give seconds, e.g. 3600\n", optarg);
-				return 2;
-			}
-			o.grace_s = v;
-			break;
-		}
-		case 'w':
-			o.work_dir = optarg;
-			break;
-		case 'v':
-			verbose = 1;
-			break;
-		default:
-			fputs(usage_gc, stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		fputs(usage_gc, stderr);
-		return 2;
-	}
-	rfs_log_level = verbose ? LOG_DEBUG : LOG_ERR;
+	const struct admin_cmd cmd = {usage_gc, longopts, gc_opt, &o};
 	struct rfs_store *s;
-	if (open_store(argv[optind], &s) < 0)
-		return 2;
+	const char *url;
+	int start = admin_start(&cmd, argc, argv, &s, &url);
+	if (start)
+		return start == 1 ? 0 : 2;
 	struct rfs_gc_stats st;
 	char err[1024] = "";
 	int rc = rfs_gc(s, &o, &st, err, sizeof(err));
 	rfs_store_close(s);
-	const char *url = argv[optind];
 	if (rc < 0) {
 		fprintf(stderr, "roamfs: error: gc of '%s' could not finish: %s\n", url, err[0] ? err : strerror(-rc));
 		return 2;
