@@ -118,15 +118,20 @@ fail:
 	return rc;
 }
 
+/* The first half of both puts: the key's path, and data written to a temp file beside it. */
+static int write_beside(struct file_store *fs, const char *key, const void *data, size_t len, char path[PATH_MAX],
+			char tmp[PATH_MAX])
+{
+	int rc = key_path(fs, key, path, PATH_MAX);
+	return rc < 0 ? rc : write_temp(fs, path, data, len, tmp, PATH_MAX);
+}
+
 static int file_put(struct rfs_store *s, const char *key, const void *data, size_t len)
 {
 	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
 	char path[PATH_MAX], tmp[PATH_MAX];
-	int rc = key_path(fs, key, path, sizeof(path));
-	if (rc < 0)
-		return rc;
-	rc = write_temp(fs, path, data, len, tmp, sizeof(tmp));
+	int rc = write_beside(fs, key, data, len, path, tmp);
 	if (rc < 0)
 		return rc;
 	if (rename(tmp, path) < 0) {
@@ -146,10 +151,7 @@ static int file_put_if_absent(struct rfs_store *s, const char *key, const void *
 	if (fs->ignore_conditional)
 		return file_put(s, key, data, len);
 	char path[PATH_MAX], tmp[PATH_MAX];
-	int rc = key_path(fs, key, path, sizeof(path));
-	if (rc < 0)
-		return rc;
-	rc = write_temp(fs, path, data, len, tmp, sizeof(tmp));
+	int rc = write_beside(fs, key, data, len, path, tmp);
 	if (rc < 0)
 		return rc;
 	if (link(tmp, path) < 0) {

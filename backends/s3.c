@@ -98,17 +98,6 @@ static void free_secret(char *s)
 	}
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string ('+' stays '+'). NULL on bad escape or ENOMEM. */
 static char *pct_decode(const char *s, size_t n)
 {
@@ -121,7 +110,7 @@ static char *pct_decode(const char *s, size_t n)
 				free(out);
 				return NULL;
 			}
-			int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+			int hi = rfs_hex_digit((unsigned char)s[i + 1]), lo = rfs_hex_digit((unsigned char)s[i + 2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
 				return NULL;
@@ -228,7 +217,7 @@ static int xml_decode(const char *s, const char *e, char *out, size_t outlen)
 				if (i >= n)
 					return -EIO;
 				for (; i < n; i++) {
-					int v = hex ? hexval((unsigned char)ent[i]) : (ent[i] >= '0' && ent[i] <= '9' ? ent[i] - '0' : -1);
+					int v = hex ? rfs_hex_digit((unsigned char)ent[i]) : (ent[i] >= '0' && ent[i] <= '9' ? ent[i] - '0' : -1);
 					if (v < 0)
 						return -EIO;
 					cp = cp * (hex ? 16 : 10) + (unsigned long)v;

@@ -29,6 +29,8 @@ void rfs_buf_free(struct rfs_buf *b);
 void rfs_sha256(const void *data, size_t len, uint8_t out[RFS_HASH_LEN]);
 /* out must hold 2*n+1 bytes. */
 void rfs_hex(const uint8_t *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int rfs_hex_digit(int c);
 /* Parses exactly 2*n hex digits. Returns 0 or -EINVAL. */
 int rfs_unhex(const char *in, uint8_t *out, size_t n);
 /* Fills out with n random bytes from getrandom(). */
