@@ -1,0 +1,177 @@
+/*
+ * core_int.h - internal to fs/core.c, fs/data.c and fs/namespace.c, the three files of the
+ * filesystem core; not an API (that is core.h, which also gives the lock order). It holds
+ * their shared state (struct rfs_fs and its nodes), the tuning parameters, and the few
+ * functions one of the files calls in another, each named core_*.
+ */
+#ifndef RFS_CORE_INT_H
+#define RFS_CORE_INT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "fs/core.h"
+#include "fs/format.h"
+#include "fs/meta.h"
+#include "fs/util.h"
+
+/* Tuning parameters */
+#ifndef RFS_PACK_TARGET
+#define RFS_PACK_TARGET (32u << 20) /* upload a pack once it holds this many bytes */
+#endif
+#ifndef RFS_OPEN_PULL_AGE_MS
+#define RFS_OPEN_PULL_AGE_MS 200 /* open() pulls the log first if the last pull is older */
+#endif
+#ifndef RFS_SMALL_BLOCK
+#define RFS_SMALL_BLOCK (256u << 10) /* blocks up to this size are fetched with neighbours */
+#endif
+#define RFS_WINDOW_BEFORE (1u << 20)  /* neighbours fetched before a small block's offset */
+#define RFS_WINDOW_AFTER (7u << 20)   /* and after it */
+#define RFS_SPACE_CHECK_MS 100       /* free space on the cache disk is re-read this often ... */
+#define RFS_SPACE_SLACK (256u << 20) /* ... when more than this above the reserve */
+#define RFS_SIBLINGS_MAX 64          /* files of a directory prefetched after a cold small read */
+#define RFS_SIBLING_DIRS 16          /* directories remembered for ... */
+#define RFS_SIBLINGS_AGAIN_MS 30000  /* ... this long */
+#ifndef RFS_WINCACHE_BYTES
+#define RFS_WINCACHE_BYTES (48u << 20) /* fetched pack ranges kept in memory */
+#endif
+#ifndef RFS_READAHEAD_BLOCKS
+#define RFS_READAHEAD_BLOCKS 16 /* blocks fetched ahead of a sequential reader */
+#endif
+#ifndef RFS_PREFETCH_THREADS
+#define RFS_PREFETCH_THREADS 8
+#endif
+#ifndef RFS_COALESCE_MS
+#define RFS_COALESCE_MS 300 /* background flushes and commits at most this often */
+#endif
+#ifndef RFS_STAGING_POOL
+#define RFS_STAGING_POOL 1024 /* emptied staging files kept for reuse */
+#endif
+#ifndef RFS_TRASH_SECONDS
+#define RFS_TRASH_SECONDS 86400 /* deleted files stay in /.trash for a day by default */
+#endif
+#ifndef RFS_SNAPSHOT_EVERY
+#define RFS_SNAPSHOT_EVERY 2000 /* log records between checkpoints */
+#endif
+#ifndef RFS_MAX_DIRTY_AGE_MS
+#define RFS_MAX_DIRTY_AGE_MS 5000 /* data of a file still open for writing waits at most this */
+#endif
+
+/* Prefetch job kinds (prefetch.h): a block hash, or a file whose directory to prefetch. */
+enum { PF_BLOCK, PF_SIBLINGS };
+
+struct dblock {
+	uint64_t idx;
+	uint64_t gen;
+};
+
+struct node {
+	uint64_t ino;
+	struct node *hnext;   /* protected by fs->nodes_lock */
+	int refs;             /* protected by fs->nodes_lock: temporary holders */
+	int opens, writers;   /* protected by fs->nodes_lock */
+
+	pthread_mutex_t lock;
+	/* below: protected by lock */
+	struct dblock *blocks;
+	size_t nblocks, cap;
+	uint64_t gen_counter;
+	int attr_dirty;       /* size/mtime/ctime below are newer than the DB's */
+	uint64_t attr_gen;
+	uint64_t size;
+	int64_t mtime, ctime;
+	int atime_set;        /* atime below too (set by utimes while attr_dirty) */
+	int64_t atime;
+	int64_t dirty_since_ms; /* CLOCK_BOOTTIME of the oldest unflushed change, 0: clean */
+	uint64_t ra_next;     /* where a sequential reader continues (readahead trigger) */
+	uint64_t ra_block;    /* + 1: the block whose readahead was last queued (0: none) */
+	int dirty;            /* nblocks || attr_dirty; written under lock, read atomically
+			       * under fs->nodes_lock (which must never wait for a node lock) */
+};
+
+struct rfs_fs {
+	struct rfs_fs_config cfg;
+	char *cache_dir;
+	char staging_dir[PATH_MAX];
+	struct rfs_store *store;      /* packs and the format record */
+	struct rfs_store *meta_store; /* the log, checkpoints, heartbeats: == store unless --meta */
+	struct rfs_meta *meta;
+	struct rfs_cache *cache;
+	struct rfs_sync *sync;
+	struct rfs_prefetch *prefetch; /* readahead workers, from rfs_fs_start */
+	int lock_fd;                   /* flock on CACHE/lock: one daemon per cache dir */
+	struct rfs_wincache *wincache; /* pack ranges fetched around small blocks, in memory */
+	struct rfs_ranges *ranges;     /* and the same ranges in the SSD cache */
+	pthread_mutex_t space_lock;    /* the cache disk's free space, as last seen: */
+	int64_t space_ms;
+	uint64_t space_avail, space_reserve;
+	pthread_mutex_t sib_lock;      /* directories whose files were prefetched lately: */
+	uint64_t sib_dir[RFS_SIBLING_DIRS];
+	int64_t sib_time[RFS_SIBLING_DIRS];
+	struct rfs_format format;
+	char host_id[40];
+
+	pthread_mutex_t flush_lock; /* one flush at a time; truncate waits for it */
+	pthread_mutex_t free_lock;  /* protects the staging file pool below */
+	uint64_t free_ids[RFS_STAGING_POOL];
+	size_t nfree;
+	uint64_t free_next;
+	int64_t mount_time;         /* ns: times of the virtual .trash directory */
+	int64_t last_purge_ms;      /* bg thread only */
+
+	pthread_mutex_t nodes_lock;
+	struct node *nodes[4096]; /* protected by nodes_lock */
+
+	pthread_mutex_t bg_lock;
+	pthread_cond_t bg_cond;
+	int bg_stop, bg_kick, bg_running; /* protected by bg_lock */
+	pthread_t bg_thread;
+};
+
+#define NODE_BUCKETS (sizeof(((struct rfs_fs *)0)->nodes) / sizeof(struct node *))
+
+/* core.c: the node table, the trash, attributes */
+
+/* The node for ino with a reference, created if create is set (else NULL if absent). */
+struct node *core_node_get(struct rfs_fs *fs, uint64_t ino, int create);
+/* Drops a reference from core_node_get; frees the node once unheld, unopened and clean. */
+void core_node_put(struct rfs_fs *fs, struct node *n);
+/* Whether ino has an open handle. */
+int core_node_is_open(struct rfs_fs *fs, uint64_t ino);
+/* Whether deleted files go to /.trash (trash_seconds > 0). */
+int core_trash_on(struct rfs_fs *fs);
+/* Fills st from a (st_blksize from the block size). */
+void core_attr_to_stat(const struct rfs_attr *a, uint32_t block_size, struct stat *st);
+/* Reads ino's attributes from the DB with an open node's newer size and times applied. */
+int core_get_attr(struct rfs_fs *fs, uint64_t ino, struct rfs_attr *a);
+/* 0, or -EROFS on a read-only mount. */
+int core_check_writable(struct rfs_fs *fs);
+
+/* data.c: dirty blocks, block I/O, the flush */
+
+/* Whether a block can be read without the store; loc may be NULL (looked up). */
+int core_block_cached(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc);
+/* The prefetch workers' job (prefetch.h); arg is the fs, kind PF_BLOCK or PF_SIBLINGS. */
+void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN]);
+/* Drops a deleted inode's dirty blocks and pending attributes. */
+void core_discard_staging(struct rfs_fs *fs, uint64_t ino);
+/* Flushes dirty nodes: all of them, or (all 0) those closed for writing or dirty too long. */
+int core_flush_dirty(struct rfs_fs *fs, int all);
+/* The background thread (arg: the fs): flushes dirty nodes and purges the trash. */
+void *core_bg_thread(void *arg);
+/* Wakes the background thread without waiting. */
+void core_bg_kick(struct rfs_fs *fs);
+/* At open: dirty state from the staging files of a killed daemon; returns blocks found or -errno. */
+int core_recover_staging(struct rfs_fs *fs);
+
+/* namespace.c: names, the trash, xattrs and ACLs */
+
+/* Deletes trash entries older than the retention (the background thread). */
+void core_purge_trash(struct rfs_fs *fs);
+/* Keeps ino's access ACL in step with a new mode. Inside a metadata transaction. */
+int core_acl_chmod(struct rfs_fs *fs, uint64_t ino, uint32_t mode);
+
+#endif

@@ -1,0 +1,1582 @@
+/*
+ * data.c - the data path of the filesystem core: dirty blocks in staging files, block I/O,
+ * the flush, truncate and open files (see core.h for the contract and the lock order,
+ * core_int.h for what it shares with core.c and namespace.c).
+ *
+ * Dirty block state machine (per block of a file, protected by node->lock):
+ *
+ *   CLEAN --write--> DIRTY(gen g) --write--> DIRTY(g+1) ...
+ *   DIRTY(g) --flush seals gen g, stores the pack, writes the block map--> CLEAN if the gen is
+ *   still g, else stays DIRTY (written again during the upload; flushed next round).
+ *
+ * A DIRTY block's bytes live in CACHE/staging/<ino>.<idx> and only there until the flush
+ * commits, so the staging file is deleted only after the metadata naming the stored block is
+ * in the DB (and that metadata only after the pack is in the store: invariant C1). A daemon
+ * killed at any point finds the staging files at the next mount and flushes them again.
+ */
+#include "fs/core.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "fs/cache.h"
+#include "fs/core_int.h"
+#include "fs/format.h"
+#include "fs/log.h"
+#include "fs/meta.h"
+#include "fs/pack.h"
+#include "fs/prefetch.h"
+#include "fs/ranges.h"
+#include "fs/wincache.h"
+#include "sync/commit.h"
+
+/* ---------- dirty blocks and staging files ---------- */
+
+static struct dblock *dblock_find(struct node *n, uint64_t idx)
+{
+	for (size_t i = 0; i < n->nblocks; i++)
+		if (n->blocks[i].idx == idx)
+			return &n->blocks[i];
+	return NULL;
+}
+
+static void staging_path(struct rfs_fs *fs, uint64_t ino, uint64_t idx, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%" PRIu64 ".%" PRIu64, fs->staging_dir, ino, idx);
+}
+
+static int dblock_add(struct node *n, uint64_t idx)
+{
+	if (n->nblocks == n->cap) {
+		size_t nc = n->cap ? n->cap * 2 : 8;
+		struct dblock *nb = realloc(n->blocks, nc * sizeof(*nb));
+		if (!nb)
+			return -ENOMEM;
+		n->blocks = nb;
+		n->cap = nc;
+	}
+	n->blocks[n->nblocks].idx = idx;
+	n->blocks[n->nblocks].gen = ++n->gen_counter;
+	n->nblocks++;
+	return 0;
+}
+
+/* Staging files are recycled rather than deleted: creating and deleting thousands of small
+ * files a second (untar, pip install) makes ext4 scan for reusable inodes on every create
+ * (recently_deleted() was 40% of the daemon's CPU in a copy of the Python stdlib). A retired
+ * staging file is emptied and renamed to staging/free.N; the next new dirty block renames one
+ * back. Recovery ignores free.* names. */
+static void staging_retire(struct rfs_fs *fs, const char *path)
+{
+	pthread_mutex_lock(&fs->free_lock);
+	if (fs->nfree < RFS_STAGING_POOL && truncate(path, 0) == 0) {
+		char fp[PATH_MAX];
+		snprintf(fp, sizeof(fp), "%s/free.%" PRIu64, fs->staging_dir, fs->free_next);
+		if (rename(path, fp) == 0) {
+			fs->free_ids[fs->nfree++] = fs->free_next++;
+			pthread_mutex_unlock(&fs->free_lock);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&fs->free_lock);
+	unlink(path);
+}
+
+/* Creates an empty staging file at path, from the pool when it has one. Returns an fd. */
+static int staging_create(struct rfs_fs *fs, const char *path)
+{
+	pthread_mutex_lock(&fs->free_lock);
+	while (fs->nfree) {
+		char fp[PATH_MAX];
+		snprintf(fp, sizeof(fp), "%s/free.%" PRIu64, fs->staging_dir, fs->free_ids[--fs->nfree]);
+		if (rename(fp, path) == 0)
+			break;
+	}
+	pthread_mutex_unlock(&fs->free_lock);
+	return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+}
+
+static void dblock_remove(struct rfs_fs *fs, struct node *n, size_t i)
+{
+	char path[PATH_MAX];
+	staging_path(fs, n->ino, n->blocks[i].idx, path, sizeof(path));
+	staging_retire(fs, path);
+	n->blocks[i] = n->blocks[n->nblocks - 1];
+	n->nblocks--;
+}
+
+/* Recomputes the lock-free dirty summary. Caller holds n->lock. */
+static void update_dirty(struct node *n)
+{
+	int d = n->nblocks > 0 || n->attr_dirty;
+	if (!d)
+		__atomic_store_n(&n->dirty_since_ms, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&n->dirty, d, __ATOMIC_RELEASE);
+}
+
+static void mark_dirty(struct node *n)
+{
+	if (!n->dirty_since_ms)
+		__atomic_store_n(&n->dirty_since_ms, rfs_monotonic_ms(), __ATOMIC_RELEASE);
+	update_dirty(n);
+}
+
+void core_discard_staging(struct rfs_fs *fs, uint64_t ino)
+{
+	struct node *n = core_node_get(fs, ino, 0);
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	while (n->nblocks)
+		dblock_remove(fs, n, 0);
+	n->attr_dirty = n->atime_set = 0;
+	update_dirty(n);
+	pthread_mutex_unlock(&n->lock);
+	core_node_put(fs, n);
+}
+
+/* ---------- block I/O ---------- */
+
+/* The extent of the stored blocks a window fetch covers. */
+struct win_extent {
+	uint64_t start, end; /* end 0: no block found */
+};
+
+static int win_extend(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc)
+{
+	(void)hash;
+	struct win_extent *x = arg;
+	if (!x->end || loc->off < x->start)
+		x->start = loc->off;
+	if (loc->off + loc->slen > x->end)
+		x->end = loc->off + loc->slen;
+	return 0;
+}
+
+/* Fetches the stretch of a pack around a small block: from the first to the last block the
+ * metadata places within [off - WINDOW_BEFORE, off + WINDOW_AFTER). Returns a held window,
+ * NULL with *rc = -EAGAIN (no usable range: fetch the block alone) or NULL with *rc < 0. */
+static struct rfs_win *fetch_window(struct rfs_fs *fs, const struct rfs_block_loc *want, int *rc)
+{
+	struct win_extent x = {0, 0};
+	struct rfs_win *win = NULL;
+	uint64_t from = want->off > RFS_WINDOW_BEFORE ? want->off - RFS_WINDOW_BEFORE : 0;
+	uint64_t to = want->off + want->slen + RFS_WINDOW_AFTER;
+	rfs_meta_lock(fs->meta);
+	*rc = rfs_meta_blocks_in_range(fs->meta, want->pack, from, to, win_extend, &x);
+	rfs_meta_unlock(fs->meta);
+	uint64_t start = *rc == 0 ? x.start : 0, end = *rc == 0 ? x.end : 0;
+	*rc = -EAGAIN;
+	if (end == 0 || want->off < start || want->off + want->slen > end)
+		return NULL;
+	win = rfs_wincache_begin(fs->wincache, want->pack, start, end);
+	if (!win)
+		return NULL; /* an overlapping fetch finished meanwhile: the caller looks again */
+	char key[64];
+	rfs_pack_key(want->pack, key, sizeof(key));
+	struct rfs_buf b = {0};
+	*rc = rfs_store_get(fs->store, key, start, end - start, &b);
+	if (*rc < 0) {
+		char cause[256];
+		rfs_store_error(fs->store, cause, sizeof(cause));
+		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, start, cause[0] ? cause : strerror(-*rc));
+		rfs_wincache_done(fs->wincache, win, &b, *rc);
+		rfs_wincache_put(fs->wincache, win);
+		rfs_buf_free(&b);
+		*rc = -EIO;
+		return NULL;
+	}
+	size_t got = b.len;
+	rfs_wincache_done(fs->wincache, win, &b, 0);
+	rfs_buf_free(&b);
+	/* one cache file for the whole range, not one per block in it (ranges.h) */
+	const uint8_t *data = rfs_wincache_data(win, start, (uint32_t)got);
+	if (data && rfs_ranges_put(fs->ranges, want->pack, start, data, (uint32_t)got) < 0)
+		RFS_LOG(LOG_DEBUG, "cannot cache a range of pack %s", key);
+	*rc = 0;
+	return win;
+}
+
+/* A small block from a pack range in the SSD cache: read its stored bytes, decode, verify.
+ * Returns -ENOENT when no cached range holds it (or the cached copy is damaged). */
+static int load_from_range(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *want,
+			   uint8_t *buf)
+{
+	uint64_t start = 0;
+	int fd = rfs_ranges_open_covering(fs->ranges, want->pack, want->off, want->slen, &start);
+	if (fd < 0)
+		return -ENOENT;
+	uint8_t *src = malloc(want->slen ? want->slen : 1);
+	int rc = src ? 0 : -ENOMEM;
+	if (rc == 0) {
+		ssize_t r = rfs_pread_full(fd, src, want->slen, (off_t)(want->off - start));
+		rc = r == (ssize_t)want->slen ? 0 : -ENOENT;
+	}
+	close(fd);
+	if (rc == 0 && rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, buf) < 0) {
+		RFS_LOG(LOG_WARNING, "a cached range of pack %s is damaged on the cache disk; fetching from the "
+			"store", want->pack);
+		rc = -ENOENT;
+	}
+	free(src);
+	return rc;
+}
+
+/* A small block (a small file) is fetched together with its neighbours in the pack: files
+ * written together are read together (a Python package, a conda env), so one ranged GET
+ * serves many of them. The range stays in memory (wincache.h) and in the SSD cache as one
+ * entry (ranges.h); each block is decoded and verified from it when read.
+ * Returns -EAGAIN to fall back to a single-block GET. */
+static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *want,
+		       uint8_t *buf, int *fetched)
+{
+	int rc = -EAGAIN;
+	struct rfs_win *win = NULL;
+	for (int tries = 0; tries < 3 && !win; tries++) {
+		win = rfs_wincache_find(fs->wincache, want->pack, want->off, want->slen);
+		if (!win) {
+			rc = load_from_range(fs, hash, want, buf);
+			if (rc != -ENOENT)
+				return rc;
+			win = fetch_window(fs, want, &rc);
+			if (!win && rc != 0)
+				return rc;
+			if (win && fetched)
+				*fetched = 1;
+		}
+	}
+	if (!win)
+		return -EAGAIN;
+	const uint8_t *src = rfs_wincache_data(win, want->off, want->slen);
+	if (!src) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	rc = rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, buf);
+	if (rc < 0) {
+		char key[64], hex[2 * RFS_HASH_LEN + 1];
+		rfs_pack_key(want->pack, key, sizeof(key));
+		rfs_hex(hash, RFS_HASH_LEN, hex);
+		RFS_LOG(LOG_ERR, "pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
+			"run 'roamfs fsck' on the store", key, hex, want->off);
+		rc = -EIO;
+		goto out;
+	}
+out:
+	rfs_wincache_put(fs->wincache, win);
+	return rc;
+}
+
+/* Reads a cached block into a buffer of its size. Returns 0, or -ENOENT when the cache
+ * has no (readable) copy. */
+static int load_cached_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t **out, uint32_t *len)
+{
+	int fd = rfs_cache_open_block(fs->cache, hash);
+	if (fd < 0)
+		return -ENOENT;
+	struct stat st;
+	uint8_t *buf = NULL;
+	ssize_t r = -1;
+	if (fstat(fd, &st) == 0 && st.st_size <= fs->format.block_size &&
+	    (buf = malloc(st.st_size ? (size_t)st.st_size : 1)))
+		r = rfs_pread_full(fd, buf, (size_t)st.st_size, 0);
+	close(fd);
+	if (r < 0 || r != st.st_size) {
+		free(buf);
+		return -ENOENT;
+	}
+	*out = buf;
+	*len = (uint32_t)r;
+	return 0;
+}
+
+/* Brings a stored block into memory: cache, else the store (verified, then cached).
+ * On success *out is a malloc'd buffer of the block's *len bytes, which the caller frees
+ * (a small file's block costs a few KiB, not a block size). *fetched (if not NULL) is set
+ * when a small block's pack range had to come from the store. */
+static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t **out, uint32_t *len,
+		      int *fetched)
+{
+	if (load_cached_block(fs, hash, out, len) == 0)
+		return 0;
+	struct rfs_block_loc loc;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_block_get(fs->meta, hash, &loc);
+	rfs_meta_unlock(fs->meta);
+	char hex[2 * RFS_HASH_LEN + 1];
+	if (rc < 0) {
+		rfs_hex(hash, RFS_HASH_LEN, hex);
+		RFS_LOG(LOG_ERR, "block %s is named by a file but has no location in the metadata", hex);
+		return -EIO;
+	}
+	if (loc.rlen > fs->format.block_size) {
+		RFS_LOG(LOG_ERR, "block in pack %s claims %u bytes, more than the block size", loc.pack, loc.rlen);
+		return -EIO;
+	}
+	uint8_t *buf = malloc(loc.rlen ? loc.rlen : 1);
+	if (!buf)
+		return -ENOMEM;
+	/* a short block is a small file (or a file's tail): fetch its pack neighbours too */
+	if (loc.rlen <= RFS_SMALL_BLOCK && loc.rlen < fs->format.block_size) {
+		rc = load_window(fs, hash, &loc, buf, fetched);
+		if (rc != -EAGAIN)
+			goto out;
+	}
+	char key[64];
+	rfs_pack_key(loc.pack, key, sizeof(key));
+	struct rfs_buf b = {0};
+	rc = rfs_store_get(fs->store, key, loc.off, loc.slen, &b);
+	if (rc < 0) {
+		char cause[256];
+		rfs_store_error(fs->store, cause, sizeof(cause));
+		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, loc.off, cause[0] ? cause : strerror(-rc));
+		rc = -EIO;
+		goto out;
+	}
+	if (b.len != loc.slen)
+		rc = -EIO;
+	else
+		rc = rfs_pack_decode_block(b.data, loc.slen, loc.codec, loc.rlen, hash, buf);
+	rfs_buf_free(&b);
+	if (rc < 0) {
+		rfs_hex(hash, RFS_HASH_LEN, hex);
+		RFS_LOG(LOG_ERR, "pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
+			"run 'roamfs fsck' on the store", key, hex, loc.off);
+		rc = -EIO;
+		goto out;
+	}
+	rc = rfs_cache_put(fs->cache, hash, buf, loc.rlen);
+	if (rc < 0 && rc != -EFBIG)
+		RFS_LOG(LOG_DEBUG, "cannot cache a block: %s", strerror(-rc));
+	rc = 0;
+out:
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = loc.rlen;
+	return 0;
+}
+
+struct sibling_list {
+	uint64_t ino[RFS_SIBLINGS_MAX];
+	size_t n;
+};
+
+static int collect_sibling(void *arg, const char *name, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	(void)name;
+	(void)cookie;
+	struct sibling_list *l = arg;
+	if (S_ISREG(mode))
+		l->ino[l->n++] = ino;
+	return l->n == RFS_SIBLINGS_MAX;
+}
+
+/* A small file that had to come from the store: the other files of its directory are likely
+ * next (a package being imported, a directory of samples). Most share its pack range, now
+ * cached; those in other packs would each cost a serial round trip when read. Their first
+ * blocks are queued for the prefetch workers, which fetch those ranges in parallel. At most
+ * RFS_SIBLINGS_MAX files, once per directory per RFS_SIBLINGS_AGAIN_MS. */
+static void prefetch_siblings(struct rfs_fs *fs, uint64_t ino)
+{
+	if (!fs->prefetch)
+		return;
+	uint64_t parent = 0;
+	char name[NAME_MAX + 1];
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_name_of(fs->meta, ino, &parent, name, sizeof(name));
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0)
+		return;
+	int64_t now = rfs_monotonic_ms();
+	pthread_mutex_lock(&fs->sib_lock);
+	int recent = 0;
+	size_t oldest = 0;
+	for (size_t i = 0; i < RFS_SIBLING_DIRS; i++) {
+		if (fs->sib_dir[i] == parent && now - fs->sib_time[i] < RFS_SIBLINGS_AGAIN_MS)
+			recent = 1;
+		if (fs->sib_time[i] < fs->sib_time[oldest])
+			oldest = i;
+	}
+	if (!recent) {
+		fs->sib_dir[oldest] = parent;
+		fs->sib_time[oldest] = now;
+	}
+	pthread_mutex_unlock(&fs->sib_lock);
+	if (recent)
+		return;
+	struct sibling_list *l = calloc(1, sizeof(*l));
+	if (!l)
+		return;
+	rfs_meta_lock(fs->meta);
+	rfs_meta_readdir(fs->meta, parent, 0, collect_sibling, l);
+	rfs_meta_unlock(fs->meta);
+	for (size_t i = 0; i < l->n; i++) {
+		uint8_t hash[RFS_HASH_LEN];
+		rfs_meta_lock(fs->meta);
+		rc = l->ino[i] == ino ? -ENOENT : rfs_meta_bmap_get(fs->meta, l->ino[i], 0, hash);
+		rfs_meta_unlock(fs->meta);
+		if (rc == 0 && !core_block_cached(fs, hash, NULL))
+			rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
+	}
+	free(l);
+}
+
+/* The directory listing and block-map lookups of prefetch_siblings run in a prefetch
+ * worker, not in the FUSE read that found the file cold. */
+static void queue_siblings(struct rfs_fs *fs, uint64_t ino)
+{
+	if (!fs->prefetch)
+		return;
+	uint8_t key[RFS_HASH_LEN] = {0};
+	memcpy(key, &ino, sizeof(ino));
+	rfs_prefetch_add(fs->prefetch, PF_SIBLINGS, key);
+}
+
+/* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
+ * Bytes past the block's stored length read as zeros. */
+static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off,
+			   uint32_t len, char *out)
+{
+	if (n && dblock_find(n, idx)) {
+		char path[PATH_MAX];
+		staging_path(fs, ino, idx, path, sizeof(path));
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		ssize_t r = rfs_pread_full(fd, out, len, off);
+		close(fd);
+		if (r < 0)
+			return (int)r;
+		memset(out + r, 0, len - (size_t)r);
+		return 0;
+	}
+	uint8_t hash[RFS_HASH_LEN];
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_bmap_get(fs->meta, ino, idx, hash);
+	rfs_meta_unlock(fs->meta);
+	if (rc == -ENOENT) {
+		memset(out, 0, len); /* a hole */
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int fd = rfs_cache_open_block(fs->cache, hash);
+		if (fd >= 0) {
+			ssize_t r = rfs_pread_full(fd, out, len, off);
+			close(fd);
+			if (r >= 0) {
+				memset(out + r, 0, len - (size_t)r);
+				return 0;
+			}
+		}
+		/* the readahead may be fetching this very block: wait for it rather than fetch twice */
+		if (attempt || !fs->prefetch || !rfs_prefetch_wait_for(fs->prefetch, PF_BLOCK, hash))
+			break;
+	}
+	uint8_t *buf = NULL;
+	uint32_t blen = 0;
+	int fetched = 0;
+	rc = load_block(fs, hash, &buf, &blen, &fetched);
+	if (rc == 0) {
+		uint32_t avail = off < blen ? blen - off : 0;
+		uint32_t c = avail < len ? avail : len;
+		memcpy(out, buf + off, c);
+		memset(out + c, 0, len - c);
+		free(buf);
+	}
+	if (rc == 0 && fetched && idx == 0)
+		queue_siblings(fs, ino);
+	return rc;
+}
+
+/* Makes block idx dirty, copying its current content into a staging file unless the caller
+ * is about to overwrite all of it. Caller holds n->lock. */
+static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overwrite_all)
+{
+	struct dblock *d = dblock_find(n, idx);
+	if (d) {
+		d->gen = ++n->gen_counter;
+		return 0;
+	}
+	char path[PATH_MAX];
+	staging_path(fs, n->ino, idx, path, sizeof(path));
+	int fd = staging_create(fs, path);
+	if (fd < 0)
+		return -errno;
+	int rc = 0;
+	if (!overwrite_all) {
+		uint8_t hash[RFS_HASH_LEN];
+		rfs_meta_lock(fs->meta);
+		rc = rfs_meta_bmap_get(fs->meta, n->ino, idx, hash);
+		rfs_meta_unlock(fs->meta);
+		if (rc == 0) {
+			uint8_t *buf = NULL;
+			uint32_t blen = 0;
+			rc = load_block(fs, hash, &buf, &blen, NULL);
+			/* never keep more than the file's current size in the block */
+			uint64_t start = idx * fs->format.block_size;
+			if (rc == 0 && start + blen > n->size)
+				blen = n->size > start ? (uint32_t)(n->size - start) : 0;
+			if (rc == 0) {
+				ssize_t w = rfs_pwrite_full(fd, buf, blen, 0);
+				if (w < 0)
+					rc = (int)w;
+				free(buf);
+			}
+		} else if (rc == -ENOENT) {
+			rc = 0;
+		}
+	}
+	/* Closed before the caller reopens it to write: on ext4 the first close after the
+	 * O_TRUNC (or the pool's truncate) is the one that pays auto_da_alloc's immediate
+	 * writeback; with nothing written yet it costs nothing. Writing through this fd
+	 * instead made a small-file copy 15% slower. */
+	close(fd);
+	if (rc == 0)
+		rc = dblock_add(n, idx);
+	if (rc < 0)
+		unlink(path);
+	return rc;
+}
+
+/* Loads the node's size/times from the DB if it has no newer ones. Caller holds n->lock. */
+static int node_load_attr(struct rfs_fs *fs, struct node *n)
+{
+	if (n->attr_dirty)
+		return 0;
+	struct rfs_attr a;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_get_attr(fs->meta, n->ino, &a);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0)
+		return rc;
+	n->size = a.size;
+	n->mtime = a.mtime;
+	n->ctime = a.ctime;
+	return 0;
+}
+
+struct clean_part {
+	uint64_t idx;
+	uint32_t boff, len;
+	size_t dst;
+};
+
+/* Queues the stored blocks after idx for background fetching (sequential readers). */
+static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t size)
+{
+	if (!fs->prefetch)
+		return;
+	uint64_t last = size ? (size - 1) / fs->format.block_size : 0;
+	for (uint64_t i = idx + 1; i <= idx + RFS_READAHEAD_BLOCKS && i <= last; i++) {
+		uint8_t hash[RFS_HASH_LEN];
+		rfs_meta_lock(fs->meta);
+		int rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
+		rfs_meta_unlock(fs->meta);
+		if (rc == 0 && !rfs_cache_has(fs->cache, hash))
+			rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
+	}
+}
+
+ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf)
+{
+	struct node *n = core_node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	struct clean_part parts[8], *cp = parts;
+	size_t nparts = 0, capparts = 8;
+	int sequential = 0;
+	uint64_t fsize = 0;
+	/* Dirty blocks are read under the node lock (staging may change); stored blocks are read
+	 * after it is dropped, so parallel reads of one file fetch in parallel. */
+	pthread_mutex_lock(&n->lock);
+	ssize_t rc = node_load_attr(fs, n);
+	if (rc < 0)
+		goto unlock;
+	fsize = n->size;
+	if (off >= n->size) {
+		rc = 0;
+		goto unlock;
+	}
+	if (size > n->size - off)
+		size = (size_t)(n->size - off);
+	sequential = off == n->ra_next || (off && off / fs->format.block_size == n->ra_next / fs->format.block_size);
+	n->ra_next = off + size;
+	/* queue readahead once per block a sequential reader enters, not on every request (a
+	 * 4 MiB block is read in four 1 MiB requests; each queueing is 16 metadata lookups) */
+	if (sequential) {
+		uint64_t last = (off + size - 1) / fs->format.block_size;
+		if (n->ra_block == last + 1)
+			sequential = 0;
+		else
+			n->ra_block = last + 1;
+	}
+	uint32_t bs = fs->format.block_size;
+	size_t done = 0;
+	while (done < size) {
+		uint64_t pos = off + done;
+		uint64_t idx = pos / bs;
+		uint32_t boff = (uint32_t)(pos % bs);
+		uint32_t chunk = bs - boff;
+		if (chunk > size - done)
+			chunk = (uint32_t)(size - done);
+		if (dblock_find(n, idx)) {
+			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done);
+			if (r < 0) {
+				rc = r;
+				goto unlock;
+			}
+		} else {
+			if (nparts == capparts) {
+				struct clean_part *np = malloc(capparts * 2 * sizeof(*np));
+				if (!np) {
+					rc = -ENOMEM;
+					goto unlock;
+				}
+				memcpy(np, cp, nparts * sizeof(*np));
+				if (cp != parts)
+					free(cp);
+				cp = np;
+				capparts *= 2;
+			}
+			cp[nparts++] = (struct clean_part){idx, boff, chunk, done};
+		}
+		done += chunk;
+	}
+	rc = (ssize_t)done;
+unlock:
+	pthread_mutex_unlock(&n->lock);
+	for (size_t i = 0; rc >= 0 && i < nparts; i++) {
+		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst);
+		if (r < 0)
+			rc = r;
+	}
+	if (rc > 0 && sequential)
+		read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, fsize);
+	if (cp != parts)
+		free(cp);
+	core_node_put(fs, n);
+	return rc;
+}
+
+/* Whether a block can be read without the store: in the block cache, or (a small block)
+ * inside a pack range in the cache. loc may be NULL (looked up). */
+int core_block_cached(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc)
+{
+	if (rfs_cache_has(fs->cache, hash))
+		return 1;
+	struct rfs_block_loc l;
+	if (!loc) {
+		rfs_meta_lock(fs->meta);
+		int rc = rfs_meta_block_get(fs->meta, hash, &l);
+		rfs_meta_unlock(fs->meta);
+		if (rc < 0)
+			return 0;
+		loc = &l;
+	}
+	return loc->rlen <= RFS_SMALL_BLOCK && loc->rlen < fs->format.block_size &&
+	       rfs_ranges_has(fs->ranges, loc->pack, loc->off, loc->slen);
+}
+
+/* Prefetch worker: bring one block into the cache, or queue a directory's files. */
+void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN])
+{
+	struct rfs_fs *fs = arg;
+	if (kind == PF_SIBLINGS) {
+		uint64_t ino;
+		memcpy(&ino, key, sizeof(ino));
+		prefetch_siblings(fs, ino);
+		return;
+	}
+	if (core_block_cached(fs, key, NULL))
+		return;
+	uint8_t *buf = NULL;
+	uint32_t len;
+	if (load_block(fs, key, &buf, &len, NULL) == 0)
+		free(buf);
+}
+
+/* Staged data must never take the last free space of the cache disk: the flush that would
+ * free it needs room for a metadata transaction (SQLite's WAL). Keep a reserve of a tenth
+ * of the disk, between 1 and 64 MiB. */
+static int staging_space_ok(struct rfs_fs *fs, size_t incoming)
+{
+	/* a partial first write materialises up to a whole block */
+	uint64_t need = incoming + fs->format.block_size;
+	int64_t now = rfs_monotonic_ms();
+	pthread_mutex_lock(&fs->space_lock);
+	/* statvfs() on every write was a syscall per copied file: far from the reserve, the last
+	 * answer serves for RFS_SPACE_CHECK_MS minus what was admitted since; within
+	 * RFS_SPACE_SLACK of it every write asks again, so ENOSPC comes exactly when it did. */
+	int fresh = fs->space_ms && now - fs->space_ms < RFS_SPACE_CHECK_MS &&
+		    fs->space_avail >= fs->space_reserve + need + RFS_SPACE_SLACK;
+	if (!fresh) {
+		struct statvfs sv;
+		if (statvfs(fs->staging_dir, &sv) < 0) {
+			pthread_mutex_unlock(&fs->space_lock);
+			return 0; /* cannot tell: let the write itself fail if it must */
+		}
+		uint64_t total = (uint64_t)sv.f_blocks * sv.f_frsize;
+		uint64_t reserve = total / 10;
+		if (reserve < (1u << 20))
+			reserve = 1u << 20;
+		if (reserve > (64u << 20))
+			reserve = 64u << 20;
+		fs->space_avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+		fs->space_reserve = reserve;
+		fs->space_ms = now;
+	}
+	int ok = fs->space_avail >= fs->space_reserve + need;
+	if (ok)
+		fs->space_avail -= incoming;
+	pthread_mutex_unlock(&fs->space_lock);
+	return ok ? 0 : -ENOSPC;
+}
+
+ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size)
+{
+	if (core_check_writable(fs))
+		return -EROFS;
+	if (staging_space_ok(fs, size) < 0) {
+		RFS_LOG(LOG_WARNING, "cache disk of '%s' is nearly full: refusing a write to inode %" PRIu64
+			" with ENOSPC until staged data is uploaded (free space there or lower --cache-size)",
+			fs->cache_dir, ino);
+		core_bg_kick(fs);
+		return -ENOSPC;
+	}
+	struct node *n = core_node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&n->lock);
+	ssize_t rc = node_load_attr(fs, n);
+	if (rc < 0)
+		goto out;
+	uint32_t bs = fs->format.block_size;
+	size_t done = 0;
+	while (done < size) {
+		uint64_t pos = off + done;
+		uint64_t idx = pos / bs;
+		uint32_t boff = (uint32_t)(pos % bs);
+		uint32_t chunk = bs - boff;
+		if (chunk > size - done)
+			chunk = (uint32_t)(size - done);
+		/* the write replaces all old content of the block if it covers [0, old length) */
+		uint64_t start = idx * bs;
+		uint64_t old_len = n->size > start ? n->size - start : 0;
+		if (old_len > bs)
+			old_len = bs;
+		int all = boff == 0 && chunk >= old_len;
+		int r = make_dirty(fs, n, idx, all);
+		if (r < 0) {
+			rc = r;
+			break;
+		}
+		char path[PATH_MAX];
+		staging_path(fs, ino, idx, path, sizeof(path));
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			break;
+		}
+		ssize_t w = rfs_pwrite_full(fd, buf + done, chunk, boff);
+		close(fd);
+		if (w < 0) {
+			rc = w;
+			break;
+		}
+		done += chunk;
+		if (pos + chunk > n->size)
+			n->size = pos + chunk;
+	}
+	if (done) {
+		int64_t now = rfs_now_ns();
+		n->mtime = now;
+		n->ctime = now;
+		n->attr_dirty = 1;
+		n->attr_gen++;
+		mark_dirty(n);
+		rc = (ssize_t)done; /* a partial write reports what landed */
+	} else if (rc == 0) {
+		rc = 0;
+	}
+	update_dirty(n);
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		RFS_LOG(LOG_WARNING, "staging area on '%s' is full: a write to inode %" PRIu64 " failed "
+			"(free space on the cache disk or lower --cache-size)", fs->cache_dir, ino);
+out:
+	pthread_mutex_unlock(&n->lock);
+	core_node_put(fs, n);
+	return rc;
+}
+
+/* ---------- flush: staging -> pack -> store -> metadata ---------- */
+
+struct sealed {
+	struct node *n;
+	uint64_t idx, gen;
+	int hole;
+	uint8_t hash[RFS_HASH_LEN];
+};
+
+struct attr_snap {
+	struct node *n;
+	uint64_t attr_gen;
+	int attr_dirty;
+	uint64_t size;
+	int64_t mtime, ctime;
+	int atime_set;
+	int64_t atime;
+};
+
+struct flush_batch {
+	struct sealed *s;
+	size_t ns, caps;
+	struct rfs_pack_entry *entries; /* blocks stored in packs during this flush */
+	char (*entry_pack)[33];
+	size_t ne, cape;
+	struct rfs_pack pack;
+	int pack_open;
+};
+
+static int batch_add_sealed(struct flush_batch *b, const struct sealed *s)
+{
+	if (b->ns == b->caps) {
+		size_t nc = b->caps ? b->caps * 2 : 64;
+		struct sealed *x = realloc(b->s, nc * sizeof(*x));
+		if (!x)
+			return -ENOMEM;
+		b->s = x;
+		b->caps = nc;
+	}
+	b->s[b->ns++] = *s;
+	return 0;
+}
+
+static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
+{
+	if (!b->pack_open)
+		return 0;
+	int rc = 0;
+	if (b->pack.count == 0)
+		goto out;
+	rc = rfs_pack_finish(&b->pack);
+	if (rc < 0)
+		goto out;
+	char key[64];
+	rfs_pack_key(b->pack.id, key, sizeof(key));
+	rc = rfs_store_put(fs->store, key, b->pack.buf.data, b->pack.buf.len);
+	if (rc < 0) {
+		char cause[256];
+		rfs_store_error(fs->store, cause, sizeof(cause));
+		RFS_LOG(LOG_WARNING, "cannot upload pack %s: %s; the data stays in staging and is retried",
+			key, cause[0] ? cause : strerror(-rc));
+		goto out;
+	}
+	if (b->ne + b->pack.count > b->cape) {
+		size_t nc = (b->ne + b->pack.count) * 2;
+		struct rfs_pack_entry *e = realloc(b->entries, nc * sizeof(*e));
+		if (!e) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		b->entries = e;
+		char(*p)[33] = realloc(b->entry_pack, nc * sizeof(*p));
+		if (!p) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		b->entry_pack = p;
+		b->cape = nc;
+	}
+	for (uint32_t i = 0; i < b->pack.count; i++) {
+		b->entries[b->ne] = b->pack.entries[i];
+		memcpy(b->entry_pack[b->ne], b->pack.id, 33);
+		b->ne++;
+	}
+out:
+	rfs_pack_free(&b->pack);
+	b->pack_open = 0;
+	return rc;
+}
+
+static int block_known(struct rfs_fs *fs, struct flush_batch *b, const uint8_t *hash)
+{
+	for (uint32_t i = 0; b->pack_open && i < b->pack.count; i++)
+		if (!memcmp(b->pack.entries[i].hash, hash, RFS_HASH_LEN))
+			return 1;
+	for (size_t i = 0; i < b->ne; i++)
+		if (!memcmp(b->entries[i].hash, hash, RFS_HASH_LEN))
+			return 1;
+	struct rfs_block_loc loc;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_block_get(fs->meta, hash, &loc);
+	rfs_meta_unlock(fs->meta);
+	return rc == 0;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* Seals the dirty blocks of one node into the batch. Caller holds fs->flush_lock. */
+static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, struct attr_snap *snap,
+		     uint8_t *buf)
+{
+	uint32_t bs = fs->format.block_size;
+	pthread_mutex_lock(&n->lock);
+	snap->n = n;
+	snap->attr_dirty = n->attr_dirty;
+	snap->attr_gen = n->attr_gen;
+	snap->size = n->size;
+	snap->mtime = n->mtime;
+	snap->ctime = n->ctime;
+	snap->atime_set = n->atime_set;
+	snap->atime = n->atime;
+	size_t count = n->nblocks;
+	struct dblock *list = malloc((count ? count : 1) * sizeof(*list));
+	if (!list) {
+		pthread_mutex_unlock(&n->lock);
+		return -ENOMEM;
+	}
+	if (count)
+		memcpy(list, n->blocks, count * sizeof(*list));
+	uint64_t size = n->size;
+	pthread_mutex_unlock(&n->lock);
+	int rc = 0;
+	/* Each block is read under the node lock (a concurrent write cannot tear it) and only if it
+	 * is still the generation snapshotted above (else it stays dirty for the next round);
+	 * hashing, compression and uploads happen without the lock, and a full pack is uploaded at
+	 * once, so a flush of a huge file holds at most one pack in memory. */
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		struct sealed s = {.n = n, .idx = list[i].idx, .gen = list[i].gen};
+		uint64_t start = s.idx * bs;
+		if (start >= size) {
+			s.hole = 1; /* beyond EOF (a truncate raced us): drop it */
+			rc = batch_add_sealed(b, &s);
+			continue;
+		}
+		uint32_t len = size - start < bs ? (uint32_t)(size - start) : bs;
+		pthread_mutex_lock(&n->lock);
+		struct dblock *d = dblock_find(n, s.idx);
+		if (!d || d->gen != s.gen) {
+			pthread_mutex_unlock(&n->lock);
+			continue; /* written or truncated since the snapshot: next round */
+		}
+		char path[PATH_MAX];
+		staging_path(fs, n->ino, s.idx, path, sizeof(path));
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t r = fd < 0 ? -errno : rfs_pread_full(fd, buf, len, 0);
+		if (fd >= 0)
+			close(fd);
+		pthread_mutex_unlock(&n->lock);
+		if (r < 0) {
+			rc = (int)r;
+			RFS_LOG(LOG_ERR, "cannot read staging file '%s': %s", path, strerror(-rc));
+			break;
+		}
+		memset(buf + r, 0, len - (size_t)r);
+		if (all_zero(buf, len)) {
+			s.hole = 1;
+		} else {
+			rfs_sha256(buf, len, s.hash);
+			if (!block_known(fs, b, s.hash)) {
+				if (!b->pack_open) {
+					rfs_pack_init(&b->pack, fs->format.compress);
+					b->pack_open = 1;
+				}
+				rc = rfs_pack_add(&b->pack, s.hash, buf, len, NULL);
+			}
+		}
+		if (rc == 0)
+			rc = batch_add_sealed(b, &s);
+		if (rc == 0 && b->pack_open && b->pack.buf.len >= RFS_PACK_TARGET)
+			rc = upload_pack(fs, b);
+	}
+	free(list);
+	return rc;
+}
+
+/* Writes the metadata for everything sealed and uploaded. */
+static int commit_batch(struct rfs_fs *fs, struct flush_batch *b, struct attr_snap *snaps, size_t nsnaps)
+{
+	int rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < b->ne && rc == 0; i++) {
+		struct rfs_block_loc loc;
+		memcpy(loc.pack, b->entry_pack[i], 33);
+		loc.off = b->entries[i].offset;
+		loc.slen = b->entries[i].stored_len;
+		loc.rlen = b->entries[i].raw_len;
+		loc.codec = b->entries[i].codec;
+		rc = rfs_meta_block_put(fs->meta, b->entries[i].hash, &loc);
+	}
+	for (size_t i = 0; i < b->ns && rc == 0; i++) {
+		struct sealed *s = &b->s[i];
+		if (s->hole)
+			rc = rfs_meta_bmap_del(fs->meta, s->n->ino, s->idx);
+		else
+			rc = rfs_meta_bmap_set(fs->meta, s->n->ino, s->idx, s->hash);
+	}
+	uint32_t bs = fs->format.block_size;
+	for (size_t i = 0; i < nsnaps && rc == 0; i++) {
+		struct attr_snap *sn = &snaps[i];
+		if (!sn->attr_dirty)
+			continue;
+		struct rfs_attr a;
+		rc = rfs_meta_get_attr(fs->meta, sn->n->ino, &a);
+		if (rc == -ENOENT) {
+			rc = 0; /* deleted meanwhile */
+			rfs_meta_bmap_truncate(fs->meta, sn->n->ino, 0);
+			continue;
+		}
+		if (rc < 0)
+			break;
+		a.size = sn->size;
+		a.mtime = sn->mtime;
+		if (sn->ctime > a.ctime)
+			a.ctime = sn->ctime;
+		if (sn->atime_set)
+			a.atime = sn->atime;
+		rc = rfs_meta_put_attr(fs->meta, &a);
+		if (rc == 0)
+			rc = rfs_meta_bmap_truncate(fs->meta, sn->n->ino, (sn->size + bs - 1) / bs);
+	}
+	if (rc < 0) {
+		rfs_meta_rollback(fs->meta);
+		return rc;
+	}
+	return rfs_meta_commit(fs->meta);
+}
+
+/* Flushes the given nodes (references held by the caller). */
+static int flush_nodes(struct rfs_fs *fs, struct node **nodes, size_t count)
+{
+	struct flush_batch b;
+	memset(&b, 0, sizeof(b));
+	struct attr_snap *snaps = calloc(count ? count : 1, sizeof(*snaps));
+	uint8_t *buf = malloc(fs->format.block_size);
+	int rc = 0;
+	if (!snaps || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&fs->flush_lock);
+	for (size_t i = 0; i < count && rc == 0; i++)
+		rc = seal_node(fs, &b, nodes[i], &snaps[i], buf);
+	if (rc == 0)
+		rc = upload_pack(fs, &b); /* C1: every pack is stored before the metadata below */
+	if (rc == 0 && b.ne)
+		rfs_crash_point("after-pack-upload");
+	if (rc == 0)
+		rc = commit_batch(fs, &b, snaps, count);
+	if (rc == 0) {
+		/* Retire what was sealed, unless written again meanwhile. */
+		for (size_t i = 0; i < b.ns; i++) {
+			struct node *n = b.s[i].n;
+			pthread_mutex_lock(&n->lock);
+			for (size_t j = 0; j < n->nblocks; j++) {
+				if (n->blocks[j].idx == b.s[i].idx && n->blocks[j].gen == b.s[i].gen) {
+					dblock_remove(fs, n, j);
+					break;
+				}
+			}
+			pthread_mutex_unlock(&n->lock);
+		}
+		for (size_t i = 0; i < count; i++) {
+			struct node *n = nodes[i];
+			pthread_mutex_lock(&n->lock);
+			if (n->attr_gen == snaps[i].attr_gen)
+				n->attr_dirty = n->atime_set = 0;
+			update_dirty(n);
+			pthread_mutex_unlock(&n->lock);
+		}
+	}
+	pthread_mutex_unlock(&fs->flush_lock);
+	if (b.pack_open)
+		rfs_pack_free(&b.pack);
+out:
+	free(b.s);
+	free(b.entries);
+	free(b.entry_pack);
+	free(snaps);
+	free(buf);
+	if (rc == 0 && count)
+		rfs_sync_kick(fs->sync);
+	return rc;
+}
+
+/* Collects dirty nodes (with references). all: every dirty node; else only those closed
+ * for writing or dirty for too long. */
+static size_t collect_dirty(struct rfs_fs *fs, int all, struct node ***out)
+{
+	size_t n = 0, cap = 0;
+	struct node **list = NULL;
+	int64_t now = rfs_monotonic_ms();
+	pthread_mutex_lock(&fs->nodes_lock);
+	for (size_t i = 0; i < NODE_BUCKETS; i++) {
+		for (struct node *x = fs->nodes[i]; x; x = x->hnext) {
+			int dirty = __atomic_load_n(&x->dirty, __ATOMIC_ACQUIRE);
+			int64_t since = __atomic_load_n(&x->dirty_since_ms, __ATOMIC_ACQUIRE);
+			int due = all || x->writers == 0 || (since && now - since >= RFS_MAX_DIRTY_AGE_MS);
+			if (!dirty || !due)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct node **nl = realloc(list, nc * sizeof(*nl));
+				if (!nl)
+					goto done;
+				list = nl;
+				cap = nc;
+			}
+			x->refs++;
+			list[n++] = x;
+		}
+	}
+done:
+	pthread_mutex_unlock(&fs->nodes_lock);
+	*out = list;
+	return n;
+}
+
+int core_flush_dirty(struct rfs_fs *fs, int all)
+{
+	struct node **list;
+	size_t n = collect_dirty(fs, all, &list);
+	int rc = 0;
+	/* bound the batch so one commit doesn't hold thousands of nodes' memory */
+	for (size_t i = 0; i < n && rc == 0; i += 4096) {
+		size_t c = n - i < 4096 ? n - i : 4096;
+		rc = flush_nodes(fs, list + i, c);
+	}
+	for (size_t i = 0; i < n; i++)
+		core_node_put(fs, list[i]);
+	free(list);
+	return rc;
+}
+
+void *core_bg_thread(void *arg)
+{
+	struct rfs_fs *fs = arg;
+	int64_t last_flush = 0;
+	pthread_mutex_lock(&fs->bg_lock);
+	while (!fs->bg_stop) {
+		if (!fs->bg_kick) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			int ms = fs->cfg.flush_interval_ms;
+			ts.tv_sec += ms / 1000;
+			ts.tv_nsec += (long)(ms % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&fs->bg_cond, &fs->bg_lock, &ts);
+		}
+		if (fs->bg_stop)
+			break;
+		pthread_mutex_unlock(&fs->bg_lock);
+		/* Coalesce: closes arriving within a short window share one pack and one record. */
+		int64_t wait = last_flush + RFS_COALESCE_MS - rfs_monotonic_ms();
+		if (wait > 0) {
+			struct timespec ts = {0, (long)wait * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		pthread_mutex_lock(&fs->bg_lock);
+		fs->bg_kick = 0;
+		pthread_mutex_unlock(&fs->bg_lock);
+		last_flush = rfs_monotonic_ms();
+		if (core_trash_on(fs) && !fs->cfg.read_only &&
+		    last_flush - fs->last_purge_ms >= (fs->cfg.trash_seconds < 3600 ? 1000 : 60000)) {
+			fs->last_purge_ms = last_flush;
+			core_purge_trash(fs);
+		}
+		int rc = core_flush_dirty(fs, 0);
+		if (rc < 0)
+			RFS_LOG(LOG_WARNING, "background flush failed: %s; retrying", strerror(-rc));
+		pthread_mutex_lock(&fs->bg_lock);
+	}
+	pthread_mutex_unlock(&fs->bg_lock);
+	return NULL;
+}
+
+void core_bg_kick(struct rfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->bg_lock);
+	fs->bg_kick = 1;
+	pthread_cond_signal(&fs->bg_cond);
+	pthread_mutex_unlock(&fs->bg_lock);
+}
+
+int rfs_sync_all(struct rfs_fs *fs)
+{
+	int rc = core_flush_dirty(fs, 1);
+	if (rc == 0)
+		rc = rfs_sync_commit_now(fs->sync);
+	return rc;
+}
+
+int rfs_fsync(struct rfs_fs *fs, uint64_t ino, int datasync)
+{
+	(void)datasync; /* metadata is needed to find the data again: both are published */
+	struct node *n = core_node_get(fs, ino, 0);
+	int rc = 0;
+	if (n) {
+		rc = flush_nodes(fs, &n, 1);
+		core_node_put(fs, n);
+	}
+	if (rc == 0)
+		rc = rfs_sync_commit_now(fs->sync);
+	return rc;
+}
+
+/* ---------- truncate ---------- */
+
+/* Changes a file's size: drops dirty blocks and block map rows past it and trims the block
+ * it ends in, so bytes beyond the new size never come back on a later grow. */
+static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
+{
+	struct node *n = core_node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->flush_lock);
+	pthread_mutex_lock(&n->lock);
+	uint32_t bs = fs->format.block_size;
+	int rc = node_load_attr(fs, n);
+	if (rc < 0)
+		goto out;
+	if (size < n->size) {
+		uint64_t keep = (size + bs - 1) / bs; /* blocks still (partly) inside */
+		for (size_t i = 0; i < n->nblocks;) {
+			if (n->blocks[i].idx >= keep)
+				dblock_remove(fs, n, i);
+			else
+				i++;
+		}
+		update_dirty(n);
+		uint32_t tail = (uint32_t)(size % bs);
+		if (tail) {
+			uint64_t idx = size / bs;
+			rc = make_dirty(fs, n, idx, 0);
+			if (rc < 0)
+				goto out;
+			char path[PATH_MAX];
+			staging_path(fs, ino, idx, path, sizeof(path));
+			if (truncate(path, tail) < 0) {
+				rc = -errno;
+				goto out;
+			}
+			mark_dirty(n);
+		}
+	}
+	rc = rfs_meta_begin(fs->meta);
+	if (rc < 0)
+		goto out;
+	struct rfs_attr a;
+	rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	if (rc == 0) {
+		int64_t now = rfs_now_ns();
+		a.size = size;
+		a.mtime = now;
+		a.ctime = now;
+		rc = rfs_meta_put_attr(fs->meta, &a);
+		if (rc == 0)
+			rc = rfs_meta_bmap_truncate(fs->meta, ino, (size + bs - 1) / bs);
+		if (rc == 0 && n->attr_dirty) {
+			n->size = size;
+			n->mtime = now;
+			n->ctime = now;
+			n->attr_gen++;
+		}
+	}
+	if (rc < 0)
+		rfs_meta_rollback(fs->meta);
+	else
+		rc = rfs_meta_commit(fs->meta);
+	if (rc == 0 && !n->attr_dirty)
+		n->size = size;
+out:
+	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&fs->flush_lock);
+	core_node_put(fs, n);
+	return rc;
+}
+
+int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_set, struct stat *out)
+{
+	int rc = core_check_writable(fs);
+	if (rc < 0)
+		return rc;
+	if (ino == RFS_TRASH_INO)
+		return -EPERM;
+	if (to_set & RFS_SET_SIZE) {
+		struct rfs_attr cur;
+		rc = core_get_attr(fs, ino, &cur);
+		if (rc < 0)
+			return rc;
+		if (S_ISDIR(cur.mode))
+			return -EISDIR;
+		if (!S_ISREG(cur.mode))
+			return -EINVAL;
+		rc = do_truncate(fs, ino, (uint64_t)in->st_size);
+		if (rc < 0)
+			return rc;
+	}
+	if (to_set & ~RFS_SET_SIZE) {
+		struct node *n = core_node_get(fs, ino, 0);
+		if (n)
+			pthread_mutex_lock(&n->lock);
+		if (n && n->attr_dirty && !(to_set & ~RFS_SET_TIMES)) {
+			/* Times only, on a file whose size and mtime already wait in the node for the
+			 * flush (`cp --preserve`, `tar x`, `rsync -t` right after writing): they join
+			 * them there instead of costing a metadata transaction of their own, and are
+			 * committed with them, as durable as the data they describe. */
+			int64_t now = rfs_now_ns();
+			if (to_set & RFS_SET_MTIME_NOW)
+				n->mtime = now;
+			else if (to_set & RFS_SET_MTIME)
+				n->mtime = (int64_t)in->st_mtim.tv_sec * 1000000000 + in->st_mtim.tv_nsec;
+			if (to_set & RFS_SET_ATIME_NOW)
+				n->atime = now;
+			else if (to_set & RFS_SET_ATIME)
+				n->atime = (int64_t)in->st_atim.tv_sec * 1000000000 + in->st_atim.tv_nsec;
+			if (to_set & (RFS_SET_ATIME | RFS_SET_ATIME_NOW))
+				n->atime_set = 1;
+			n->ctime = (to_set & RFS_SET_CTIME) ? (int64_t)in->st_ctim.tv_sec * 1000000000 + in->st_ctim.tv_nsec
+							   : now;
+			n->attr_gen++;
+			mark_dirty(n);
+			rc = 0;
+			goto unlock;
+		}
+		rc = rfs_meta_begin(fs->meta);
+		if (rc < 0)
+			goto unlock;
+		struct rfs_attr a;
+		rc = rfs_meta_get_attr(fs->meta, ino, &a);
+		if (rc < 0) {
+			rfs_meta_rollback(fs->meta);
+			goto unlock;
+		}
+		int64_t now = rfs_now_ns();
+		if (to_set & RFS_SET_MODE) {
+			a.mode = (a.mode & S_IFMT) | (in->st_mode & 07777);
+			rc = core_acl_chmod(fs, ino, a.mode);
+			if (rc < 0) {
+				rfs_meta_rollback(fs->meta);
+				goto unlock;
+			}
+		}
+		if (to_set & RFS_SET_UID)
+			a.uid = in->st_uid;
+		if (to_set & RFS_SET_GID)
+			a.gid = in->st_gid;
+		if (to_set & RFS_SET_ATIME_NOW)
+			a.atime = now;
+		else if (to_set & RFS_SET_ATIME)
+			a.atime = (int64_t)in->st_atim.tv_sec * 1000000000 + in->st_atim.tv_nsec;
+		if (to_set & RFS_SET_MTIME_NOW)
+			a.mtime = now;
+		else if (to_set & RFS_SET_MTIME)
+			a.mtime = (int64_t)in->st_mtim.tv_sec * 1000000000 + in->st_mtim.tv_nsec;
+		if (to_set & RFS_SET_CTIME)
+			a.ctime = (int64_t)in->st_ctim.tv_sec * 1000000000 + in->st_ctim.tv_nsec;
+		else
+			a.ctime = now;
+		if (n && n->attr_dirty) {
+			/* the node's pending size/mtime would otherwise overwrite what we set */
+			a.size = n->size;
+			if (!(to_set & (RFS_SET_MTIME | RFS_SET_MTIME_NOW)))
+				a.mtime = n->mtime;
+			n->mtime = a.mtime;
+			n->ctime = a.ctime;
+			n->attr_gen++;
+		}
+		rc = rfs_meta_put_attr(fs->meta, &a);
+		if (rc < 0)
+			rfs_meta_rollback(fs->meta);
+		else
+			rc = rfs_meta_commit(fs->meta);
+	unlock:
+		if (n) {
+			pthread_mutex_unlock(&n->lock);
+			core_node_put(fs, n);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return rfs_getattr(fs, ino, out);
+}
+
+/* ---------- open files ---------- */
+
+int rfs_open(struct rfs_fs *fs, uint64_t ino, int flags)
+{
+	int acc = flags & O_ACCMODE;
+	if (acc != O_RDONLY && fs->cfg.read_only)
+		return -EROFS;
+	/* close-to-open across hosts: see what others committed before this open */
+	rfs_sync_pull_if_older(fs->sync, RFS_OPEN_PULL_AGE_MS);
+	struct rfs_attr a;
+	int rc = core_get_attr(fs, ino, &a);
+	if (rc < 0)
+		return rc;
+	struct node *n = core_node_get(fs, ino, 1);
+	if (!n)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->nodes_lock);
+	n->opens++;
+	if (acc != O_RDONLY)
+		n->writers++;
+	pthread_mutex_unlock(&fs->nodes_lock);
+	core_node_put(fs, n);
+	if ((flags & O_TRUNC) && acc != O_RDONLY && S_ISREG(a.mode) && a.size > 0) {
+		rc = do_truncate(fs, ino, 0);
+		if (rc < 0)
+			rfs_release(fs, ino, flags);
+	}
+	return rc;
+}
+
+int rfs_release(struct rfs_fs *fs, uint64_t ino, int flags)
+{
+	struct node *n = core_node_get(fs, ino, 0);
+	if (!n)
+		return 0;
+	pthread_mutex_lock(&fs->nodes_lock);
+	n->opens--;
+	if ((flags & O_ACCMODE) != O_RDONLY)
+		n->writers--;
+	int last = n->opens == 0;
+	int writers = n->writers;
+	pthread_mutex_unlock(&fs->nodes_lock);
+	core_node_put(fs, n);
+	struct rfs_attr cur;
+	if (last) {
+		/* cheap check first: almost every file closed still has a name */
+		rfs_meta_lock(fs->meta);
+		int named = rfs_meta_get_attr(fs->meta, ino, &cur) != 0 || cur.nlink > 0;
+		rfs_meta_unlock(fs->meta);
+		if (named)
+			last = 0;
+	}
+	if (last) {
+		/* an unlinked file whose last handle just closed: now it can go */
+		int rc = rfs_meta_begin(fs->meta);
+		if (rc < 0)
+			return rc;
+		struct rfs_attr a;
+		int gone = 0;
+		if (rfs_meta_get_attr(fs->meta, ino, &a) == 0 && a.nlink == 0 && !core_node_is_open(fs, ino) &&
+		    rfs_meta_trash_has(fs->meta, ino) == 0) {
+			rc = rfs_meta_delete_inode(fs->meta, ino);
+			gone = rc == 0;
+		}
+		if (rc < 0) {
+			rfs_meta_rollback(fs->meta);
+			return rc;
+		}
+		rc = rfs_meta_commit(fs->meta);
+		if (gone)
+			core_discard_staging(fs, ino);
+	}
+	if (writers == 0)
+		core_bg_kick(fs);
+	return 0;
+}
+
+int rfs_fallocate(struct rfs_fs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len)
+{
+	if (mode & ~FALLOC_FL_KEEP_SIZE)
+		return -EOPNOTSUPP;
+	if (core_check_writable(fs))
+		return -EROFS;
+	struct rfs_attr a;
+	int rc = core_get_attr(fs, ino, &a);
+	if (rc < 0)
+		return rc;
+	if (!S_ISREG(a.mode))
+		return -ENODEV;
+	/* Blocks are allocated on write in the store; only the size needs to change. */
+	if ((mode & FALLOC_FL_KEEP_SIZE) || off + len <= a.size)
+		return 0;
+	return do_truncate(fs, ino, off + len);
+}
+
+/* ---------- crash recovery ---------- */
+
+/* Re-creates dirty state from staging files left by a daemon that was killed. */
+int core_recover_staging(struct rfs_fs *fs)
+{
+	DIR *d = opendir(fs->staging_dir);
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	int found = 0;
+	uint32_t bs = fs->format.block_size;
+	while ((de = readdir(d))) {
+		unsigned long long ino, idx;
+		char extra;
+		if (!strncmp(de->d_name, "free.", 5)) {
+			char fp[PATH_MAX];
+			snprintf(fp, sizeof(fp), "%s/%s", fs->staging_dir, de->d_name);
+			unlink(fp); /* a pooled file of the previous run */
+			continue;
+		}
+		if (sscanf(de->d_name, "%llu.%llu%c", &ino, &idx, &extra) != 2)
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", fs->staging_dir, de->d_name);
+		struct rfs_attr a;
+		rfs_meta_lock(fs->meta);
+		int rc = rfs_meta_get_attr(fs->meta, ino, &a);
+		rfs_meta_unlock(fs->meta);
+		struct stat st;
+		if (rc < 0 || !S_ISREG(a.mode) || stat(path, &st) < 0) {
+			unlink(path); /* the file was deleted: its data can go */
+			continue;
+		}
+		struct node *n = core_node_get(fs, ino, 1);
+		if (!n) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		pthread_mutex_lock(&n->lock);
+		node_load_attr(fs, n);
+		uint64_t end = idx * bs + (uint64_t)st.st_size;
+		if (!dblock_find(n, idx))
+			dblock_add(n, idx);
+		if (end > n->size)
+			n->size = end;
+		if (st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec > n->mtime)
+			n->mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+		n->attr_dirty = 1;
+		n->attr_gen++;
+		mark_dirty(n);
+		pthread_mutex_unlock(&n->lock);
+		core_node_put(fs, n);
+		found++;
+	}
+	closedir(d);
+	if (found)
+		RFS_LOG(LOG_NOTICE, "recovered %d unsaved blocks from staging; uploading them", found);
+	return found;
+}
