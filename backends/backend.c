@@ -20,7 +20,8 @@ int rfs_store_open(const char *url, struct rfs_store **out, char *err, size_t er
 	const char *colon = strstr(url, "://");
 	if (colon) {
 		snprintf(err, errlen,
-			 "store type '%.*s' is not supported by this build; use file:///path/to/dir, s3://, oss:// or obs://",
+			 "store type '%.*s' is not supported by this build; use file:///path/to/dir, s3://, oss:// or "
+			 "obs://",
 			 (int)(colon - url), url);
 		return -EPROTONOSUPPORT;
 	}
@@ -52,8 +53,7 @@ int rfs_store_put_if_absent(struct rfs_store *s, const char *key, const void *da
 	return s->ops->put_if_absent(s, key, data, len);
 }
 
-int rfs_store_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t len,
-		  struct rfs_buf *out)
+int rfs_store_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t len, struct rfs_buf *out)
 {
 	int rc = s->ops->get(s, key, off, len, out);
 	count(s, RFS_REQ_GET, rc == 0 ? out->len : 0, 0);

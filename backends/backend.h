@@ -41,8 +41,7 @@ struct rfs_store_ops {
 	const char *name;
 	int (*put)(struct rfs_store *s, const char *key, const void *data, size_t len);
 	int (*put_if_absent)(struct rfs_store *s, const char *key, const void *data, size_t len);
-	int (*get)(struct rfs_store *s, const char *key, uint64_t off, uint64_t len,
-		   struct rfs_buf *out);
+	int (*get)(struct rfs_store *s, const char *key, uint64_t off, uint64_t len, struct rfs_buf *out);
 	int (*head)(struct rfs_store *s, const char *key, uint64_t *size);
 	int (*list)(struct rfs_store *s, const char *prefix, rfs_list_cb cb, void *arg);
 	int (*del)(struct rfs_store *s, const char *key);
@@ -56,7 +55,7 @@ struct rfs_store {
 	const struct rfs_store_ops *ops; /* first member: the methods */
 	char *url;                       /* as given, owned */
 	pthread_mutex_t err_lock;
-	char last_error[512];            /* protected by err_lock */
+	char last_error[512];             /* protected by err_lock */
 	uint64_t requests[RFS_REQ_KINDS]; /* atomic adds */
 	uint64_t bytes_in, bytes_out;     /* atomic adds */
 };
@@ -67,8 +66,7 @@ void rfs_store_close(struct rfs_store *s);
 int rfs_store_put(struct rfs_store *s, const char *key, const void *data, size_t len);
 int rfs_store_put_if_absent(struct rfs_store *s, const char *key, const void *data, size_t len);
 /* Reads len bytes at off (RFS_GET_TO_END: to the end). A short object gives a short buffer. */
-int rfs_store_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t len,
-		  struct rfs_buf *out);
+int rfs_store_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t len, struct rfs_buf *out);
 int rfs_store_head(struct rfs_store *s, const char *key, uint64_t *size);
 int rfs_store_list(struct rfs_store *s, const char *prefix, rfs_list_cb cb, void *arg);
 int rfs_store_delete(struct rfs_store *s, const char *key);

@@ -77,8 +77,7 @@ static void fsync_parent(const char *path)
 }
 
 /* Writes data to a fresh temp file next to path; returns its name in tmp. */
-static int write_temp(struct file_store *fs, const char *path, const void *data, size_t len,
-		      char *tmp, size_t tmplen)
+static int write_temp(struct file_store *fs, const char *path, const void *data, size_t len, char *tmp, size_t tmplen)
 {
 	int rc = ensure_parent(path);
 	if (rc < 0) {
@@ -165,8 +164,7 @@ static int file_put_if_absent(struct rfs_store *s, const char *key, const void *
 	return rc;
 }
 
-static int file_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t len,
-		    struct rfs_buf *out)
+static int file_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t len, struct rfs_buf *out)
 {
 	round_trip(s);
 	struct file_store *fs = (struct file_store *)s;
@@ -340,14 +338,14 @@ static void file_close(struct rfs_store *s)
 }
 
 static const struct rfs_store_ops file_ops = {
-	.name = "file",
-	.put = file_put,
-	.put_if_absent = file_put_if_absent,
-	.get = file_get,
-	.head = file_head,
-	.list = file_list,
-	.del = file_del,
-	.close = file_close,
+    .name = "file",
+    .put = file_put,
+    .put_if_absent = file_put_if_absent,
+    .get = file_get,
+    .head = file_head,
+    .list = file_list,
+    .del = file_del,
+    .close = file_close,
 };
 
 int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, size_t errlen)
@@ -366,16 +364,19 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 			} else if (end && end != p + 11 && !*end && ms >= 0 && ms <= 10000) {
 				latency_ms = (int)ms;
 			} else {
-				snprintf(err, errlen, "unknown file store parameter '%s' (known, for tests and "
-					 "benchmarks: conditional=ignore, latency_ms=N)", p);
+				snprintf(err, errlen,
+					 "unknown file store parameter '%s' (known, for tests and "
+					 "benchmarks: conditional=ignore, latency_ms=N)",
+					 p);
 				return -EINVAL;
 			}
 		}
 	}
 	if (!realpath(dir, real)) {
 		int e = errno;
-		snprintf(err, errlen, "store directory '%s' is not usable: %s (create it first, or check the NFS mount)",
-			 dir, strerror(e));
+		snprintf(err, errlen,
+			 "store directory '%s' is not usable: %s (create it first, or check the NFS mount)", dir,
+			 strerror(e));
 		return -e;
 	}
 	struct stat st;

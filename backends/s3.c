@@ -76,12 +76,12 @@
 #define ROAMFS_S3_POOL_MAX 32 /* idle curl handles (and their connections) kept */
 #endif
 #define CONNECT_TIMEOUT_S 10
-#define LOW_SPEED_BYTES 1024 /* abort a transfer slower than this ... */
-#define LOW_SPEED_TIME_S 30  /* ... for this long */
-#define XML_CAP (16u << 20)          /* listing and multipart replies */
-#define ERR_BODY_CAP (64u << 10)     /* error replies are cut here */
-#define GET_CAP (8ULL << 30)         /* a whole-object GET larger than this is refused */
-#define MAX_KEY 1024                 /* S3 key limit, prefix included */
+#define LOW_SPEED_BYTES 1024     /* abort a transfer slower than this ... */
+#define LOW_SPEED_TIME_S 30      /* ... for this long */
+#define XML_CAP (16u << 20)      /* listing and multipart replies */
+#define ERR_BODY_CAP (64u << 10) /* error replies are cut here */
+#define GET_CAP (8ULL << 30)     /* a whole-object GET larger than this is refused */
+#define MAX_KEY 1024             /* S3 key limit, prefix included */
 
 /* ---------- small string helpers ---------- */
 
@@ -217,7 +217,8 @@ static int xml_decode(const char *s, const char *e, char *out, size_t outlen)
 				if (i >= n)
 					return -EIO;
 				for (; i < n; i++) {
-					int v = hex ? rfs_hex_digit((unsigned char)ent[i]) : (ent[i] >= '0' && ent[i] <= '9' ? ent[i] - '0' : -1);
+					int v = hex ? rfs_hex_digit((unsigned char)ent[i])
+						    : (ent[i] >= '0' && ent[i] <= '9' ? ent[i] - '0' : -1);
 					if (v < 0)
 						return -EIO;
 					cp = cp * (hex ? 16 : 10) + (unsigned long)v;
@@ -277,8 +278,8 @@ int rfs_s3_xml_text(const char *xml, size_t len, const char *name, char *out, si
 	return rc;
 }
 
-void rfs_s3_parse_error(const char *xml, size_t len, char *code, size_t codelen, char *msg, size_t msglen,
-			char *region, size_t regionlen)
+void rfs_s3_parse_error(const char *xml, size_t len, char *code, size_t codelen, char *msg, size_t msglen, char *region,
+			size_t regionlen)
 {
 	char tmp[1024];
 	struct {
@@ -295,8 +296,8 @@ void rfs_s3_parse_error(const char *xml, size_t len, char *code, size_t codelen,
 	}
 }
 
-int rfs_s3_parse_list(const char *xml, size_t len, rfs_list_cb cb, void *arg, int *stopped, int *truncated,
-		      char *token, size_t tokenlen)
+int rfs_s3_parse_list(const char *xml, size_t len, rfs_list_cb cb, void *arg, int *stopped, int *truncated, char *token,
+		      size_t tokenlen)
 {
 	const char *p = xml, *end = xml + len, *vs, *ve, *next;
 	char key[MAX_KEY * 2 + 1], num[32];
@@ -615,8 +616,8 @@ int rfs_s3_config_parse(const char *url, struct rfs_s3_config *c, char *err, siz
 			uint64_t sz;
 			int mt = name[0] == 'm';
 			if (rfs_parse_size(v, &sz) < 0 || sz < (5ULL << 20) || sz > (5ULL << 30)) {
-				snprintf(err, errlen, "invalid store URL parameter %s='%s': give a size from 5M to 5G", name,
-					 v);
+				snprintf(err, errlen, "invalid store URL parameter %s='%s': give a size from 5M to 5G",
+					 name, v);
 				free(v);
 				rc = -EINVAL;
 				goto out;
@@ -625,11 +626,12 @@ int rfs_s3_config_parse(const char *url, struct rfs_s3_config *c, char *err, siz
 			free(v);
 			continue;
 		} else {
-			snprintf(err, errlen,
-				 "unknown parameter '%s' in store URL '%s' (known: endpoint, region, style, provider, "
-				 "profile, credentials_file, access_key, secret_key, session_token, insecure, "
-				 "create_bucket, probe, conditional, max_keys, retries, multipart_threshold, part_size)",
-				 name, c->display_url);
+			snprintf(
+			    err, errlen,
+			    "unknown parameter '%s' in store URL '%s' (known: endpoint, region, style, provider, "
+			    "profile, credentials_file, access_key, secret_key, session_token, insecure, "
+			    "create_bucket, probe, conditional, max_keys, retries, multipart_threshold, part_size)",
+			    name, c->display_url);
 			free(v);
 			rc = -EINVAL;
 			goto out;
@@ -645,7 +647,8 @@ int rfs_s3_config_parse(const char *url, struct rfs_s3_config *c, char *err, siz
 			if (!strcmp(provider, provider_names[i]))
 				found = i;
 		if (found < 0) {
-			snprintf(err, errlen, "invalid provider '%s': use aws, oss, obs, minio, ceph or other", provider);
+			snprintf(err, errlen, "invalid provider '%s': use aws, oss, obs, minio, ceph or other",
+				 provider);
 			rc = -EINVAL;
 			goto out;
 		}
@@ -862,8 +865,10 @@ static int creds_from_file(const char *path, const char *profile, int strict, st
 	}
 	if (!o->access_key || !o->secret_key || !o->access_key[0] || !o->secret_key[0]) {
 		rfs_s3_creds_free(o);
-		snprintf(err, errlen, "profile '%s' in credentials file '%s' lacks aws_access_key_id or "
-				      "aws_secret_access_key", profile, path);
+		snprintf(err, errlen,
+			 "profile '%s' in credentials file '%s' lacks aws_access_key_id or "
+			 "aws_secret_access_key",
+			 profile, path);
 		return -EINVAL;
 	}
 	snprintf(o->source, sizeof(o->source), "credentials file '%s', profile '%s'", path, profile);
@@ -876,7 +881,8 @@ int rfs_s3_creds_resolve(const struct rfs_s3_config *c, struct rfs_s3_creds *o, 
 	/* 1. the URL */
 	if (c->access_key || c->secret_key) {
 		if (!c->access_key || !c->secret_key) {
-			snprintf(err, errlen, "store URL gives %s without %s", c->access_key ? "access_key" : "secret_key",
+			snprintf(err, errlen, "store URL gives %s without %s",
+				 c->access_key ? "access_key" : "secret_key",
 				 c->access_key ? "secret_key" : "access_key");
 			return -EINVAL;
 		}
@@ -898,10 +904,11 @@ int rfs_s3_creds_resolve(const struct rfs_s3_config *c, struct rfs_s3_creds *o, 
 		int provider; /* -1: any */
 		const char *id, *secret, *token;
 	} envs[] = {
-		{RFS_S3_OSS, "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN"},
-		{RFS_S3_OSS, "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"},
-		{RFS_S3_OBS, "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN"},
-		{-1, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
+	    {RFS_S3_OSS, "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+	     "ALIBABA_CLOUD_SECURITY_TOKEN"},
+	    {RFS_S3_OSS, "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"},
+	    {RFS_S3_OBS, "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN"},
+	    {-1, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
 	};
 	for (size_t i = 0; i < sizeof(envs) / sizeof(envs[0]); i++) {
 		if (envs[i].provider >= 0 && envs[i].provider != (int)c->provider)
@@ -949,7 +956,7 @@ int rfs_s3_creds_resolve(const struct rfs_s3_config *c, struct rfs_s3_creds *o, 
 		snprintf(err, errlen, "profile '%s' not found in '%s'", c->profile, path);
 		return -ENOENT;
 	}
-	const char *hint = c->provider == RFS_S3_OSS   ? "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+	const char *hint = c->provider == RFS_S3_OSS ? "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"
 			   : c->provider == RFS_S3_OBS ? "HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
 						       : "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
 	snprintf(err, errlen,
@@ -1276,8 +1283,8 @@ static int send_once(struct s3_store *s, struct s3_req *r, CURL *h, const char *
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 	r->code[0] = r->message[0] = r->region_hint[0] = 0;
 	if (r->cc == CURLE_OK && r->status >= 300)
-		rfs_s3_parse_error((const char *)r->err_body.data, r->err_body.len, r->code, sizeof(r->code), r->message,
-				   sizeof(r->message), r->region_hint, sizeof(r->region_hint));
+		rfs_s3_parse_error((const char *)r->err_body.data, r->err_body.len, r->code, sizeof(r->code),
+				   r->message, sizeof(r->message), r->region_hint, sizeof(r->region_hint));
 	RFS_LOG(LOG_DEBUG, "s3: %s %s%s%s -> %ld %s%s", r->method, path, sig.query[0] ? "?" : "", sig.query, r->status,
 		r->cc ? curl_easy_strerror(r->cc) : "", r->code);
 out:
@@ -1309,7 +1316,7 @@ static int transient(const struct s3_req *r)
 	switch (r->cc) {
 	case CURLE_OK:
 		break;
-	case CURLE_WRITE_ERROR:      /* our cap */
+	case CURLE_WRITE_ERROR: /* our cap */
 	case CURLE_URL_MALFORMAT:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_PEER_FAILED_VERIFICATION:
@@ -1393,8 +1400,8 @@ static int s3_result(struct s3_store *s, const char *op, const struct s3_req *r)
 		snprintf(tries, sizeof(tries), " after %d attempts", r->attempts);
 	if (r->cc != CURLE_OK) {
 		if (r->too_big) {
-			rfs_store_set_error(&s->base, "%s '%s': the reply is larger than expected (%zu bytes at most)", op,
-					    what, r->out ? r->out->cap_limit : (size_t)0);
+			rfs_store_set_error(&s->base, "%s '%s': the reply is larger than expected (%zu bytes at most)",
+					    op, what, r->out ? r->out->cap_limit : (size_t)0);
 			return -EIO;
 		}
 		const char *hint = "";
@@ -1423,11 +1430,11 @@ static int s3_result(struct s3_store *s, const char *op, const struct s3_req *r)
 			rfs_store_set_error(&s->base, "%s '%s': HTTP 404 NoSuchUpload: %s", op, what, msg);
 		return -ENOENT;
 	case 403: {
-		const char *hint = !strcmp(code, "SignatureDoesNotMatch")  ? "; check the secret key"
-				   : !strcmp(code, "InvalidAccessKeyId")   ? "; the access key is not known to the store"
+		const char *hint = !strcmp(code, "SignatureDoesNotMatch") ? "; check the secret key"
+				   : !strcmp(code, "InvalidAccessKeyId")  ? "; the access key is not known to the store"
 				   : !strcmp(code, "RequestTimeTooSkewed") ? "; the system clock is off"
-				   : !strcmp(code, "AccessDenied")         ? "; the key lacks permission for this bucket"
-									   : "";
+				   : !strcmp(code, "AccessDenied") ? "; the key lacks permission for this bucket"
+								   : "";
 		rfs_store_set_error(&s->base, "%s '%s': HTTP 403 %s%s%s (credentials from %s%s)", op, what,
 				    code[0] ? code : "Forbidden", msg[0] ? ": " : "", msg, s->creds.source, hint);
 		return -EACCES;
@@ -1448,8 +1455,9 @@ static int s3_result(struct s3_store *s, const char *op, const struct s3_req *r)
 					    op, what, s->cfg.bucket, right, s->cfg.region, right);
 			return -EINVAL;
 		}
-		rfs_store_set_error(&s->base, "%s '%s': HTTP %ld %s: the store redirects; check endpoint= and region= "
-					      "(region '%s')",
+		rfs_store_set_error(&s->base,
+				    "%s '%s': HTTP %ld %s: the store redirects; check endpoint= and region= "
+				    "(region '%s')",
 				    op, what, st, code, s->cfg.region);
 		return -EINVAL;
 	}
@@ -1458,9 +1466,10 @@ static int s3_result(struct s3_store *s, const char *op, const struct s3_req *r)
 		    !strcmp(code, "IllegalLocationConstraintException") || !strcmp(code, "InvalidLocationConstraint") ||
 		    r->bucket_region[0]) {
 			const char *right = r->bucket_region[0] ? r->bucket_region : r->region_hint;
-			rfs_store_set_error(&s->base, "%s '%s': region '%s' is wrong for bucket '%s'%s%s%s (%s: %s)", op,
-					    what, s->cfg.region, s->cfg.bucket, right[0] ? "; the store expects '" : "",
-					    right, right[0] ? "'" : "", code, msg);
+			rfs_store_set_error(&s->base, "%s '%s': region '%s' is wrong for bucket '%s'%s%s%s (%s: %s)",
+					    op, what, s->cfg.region, s->cfg.bucket,
+					    right[0] ? "; the store expects '" : "", right, right[0] ? "'" : "", code,
+					    msg);
 			return -EINVAL;
 		}
 		break;
@@ -1612,7 +1621,8 @@ static int multipart_put(struct s3_store *s, const char *fk, const uint8_t *data
 	j.part_size = (size_t)s->cfg.part_size;
 	j.nparts = (int)((len + j.part_size - 1) / j.part_size);
 	if (j.nparts > 10000) {
-		rfs_store_set_error(&s->base, "put '%s': %zu bytes need more than 10000 parts; raise part_size", fk, len);
+		rfs_store_set_error(&s->base, "put '%s': %zu bytes need more than 10000 parts; raise part_size", fk,
+				    len);
 		rc = -EFBIG;
 		goto out;
 	}
@@ -1692,8 +1702,9 @@ abort:
 	r.query[r.nquery++] = (struct rfs_sigv4_kv){"uploadId", upload_id};
 	char o[160];
 	if (s3_send(s, &r) == 0 && (r.cc != CURLE_OK || r.status >= 300))
-		RFS_LOG(LOG_WARNING, "s3: cannot abort multipart upload of '%s' (%s): its parts stay in the bucket "
-				     "until a lifecycle rule removes them",
+		RFS_LOG(LOG_WARNING,
+			"s3: cannot abort multipart upload of '%s' (%s): its parts stay in the bucket "
+			"until a lifecycle rule removes them",
 			fk, outcome(&r, o, sizeof(o)));
 out:
 	free(j.etags);
@@ -1748,8 +1759,9 @@ static int s3_put_if_absent(struct rfs_store *st, const char *key, const void *d
 	if (rc < 0)
 		return rc;
 	if (s->cond == RFS_S3_COND_NONE) {
-		rfs_store_set_error(st, "put_if_absent '%s': the store does not refuse overwrites (no conditional "
-					"PUT), so roamfs cannot commit safely to it; see docs/s3.md",
+		rfs_store_set_error(st,
+				    "put_if_absent '%s': the store does not refuse overwrites (no conditional "
+				    "PUT), so roamfs cannot commit safely to it; see docs/s3.md",
 				    fk);
 		return -ENOTSUP;
 	}
@@ -1769,8 +1781,8 @@ static int s3_put_if_absent(struct rfs_store *st, const char *key, const void *d
 		if (rc != -ENOENT)
 			return rc;
 		if (round >= s->cfg.attempts) {
-			rfs_store_set_error(st, "put_if_absent '%s': %d attempts ended without an answer (last: %s)", fk,
-					    round, o);
+			rfs_store_set_error(st, "put_if_absent '%s': %d attempts ended without an answer (last: %s)",
+					    fk, round, o);
 			return -EIO;
 		}
 		backoff(round);
@@ -1904,8 +1916,8 @@ static int s3_list(struct rfs_store *st, const char *prefix, rfs_list_cb cb, voi
 		memcpy(prev, token, 4096);
 		rc = rfs_s3_parse_list((const char *)b.data, b.len, list_one, &lc, &stopped, &truncated, token, 4096);
 		if (rc < 0) {
-			rfs_store_set_error(st, "list '%s': malformed ListObjectsV2 reply (page %d, %zu bytes)", fp, pages,
-					    b.len);
+			rfs_store_set_error(st, "list '%s': malformed ListObjectsV2 reply (page %d, %zu bytes)", fp,
+					    pages, b.len);
 			goto out;
 		}
 		if (lc.bad_order) {
@@ -1956,14 +1968,14 @@ static void s3_close(struct rfs_store *st)
 }
 
 static const struct rfs_store_ops s3_ops = {
-	.name = "s3",
-	.put = s3_put,
-	.put_if_absent = s3_put_if_absent,
-	.get = s3_get,
-	.head = s3_head,
-	.list = s3_list,
-	.del = s3_del,
-	.close = s3_close,
+    .name = "s3",
+    .put = s3_put,
+    .put_if_absent = s3_put_if_absent,
+    .get = s3_get,
+    .head = s3_head,
+    .list = s3_list,
+    .del = s3_del,
+    .close = s3_close,
 };
 
 /* ---------- open: check the bucket, create it if asked, probe conditional create ---------- */
@@ -2008,7 +2020,8 @@ static int check_bucket(struct s3_store *s, char *err, size_t errlen)
 	if (rc < 0) {
 		char cause[512];
 		rfs_store_error(&s->base, cause, sizeof(cause));
-		snprintf(err, errlen, "cannot open store '%s': %s", s->cfg.display_url, cause[0] ? cause : strerror(-rc));
+		snprintf(err, errlen, "cannot open store '%s': %s", s->cfg.display_url,
+			 cause[0] ? cause : strerror(-rc));
 	}
 	return rc;
 }
@@ -2041,7 +2054,8 @@ static void probe_conditional(struct s3_store *s)
 			"put_if_absent is disabled (ENOTSUP): format without --force fails, and mounts fall back "
 			"to one writer at a time (single-writer lease); or keep the log elsewhere with "
 			"'format --meta'; see docs/s3.md",
-			s->cfg.display_url, s->cfg.cond == RFS_S3_COND_OSS ? "x-oss-forbid-overwrite" : "If-None-Match");
+			s->cfg.display_url,
+			s->cfg.cond == RFS_S3_COND_OSS ? "x-oss-forbid-overwrite" : "If-None-Match");
 	} else if (sent && (r.status == 412 || r.status == 409)) {
 		RFS_LOG(LOG_DEBUG, "store %s: conditional create works (second create refused with HTTP %ld)",
 			s->cfg.display_url, r.status);
@@ -2094,8 +2108,8 @@ int rfs_s3_store_open(const char *url, struct rfs_store **out, char *err, size_t
 		RFS_LOG(LOG_WARNING, "store %s: conditional=none: put_if_absent is unsupported (ENOTSUP)",
 			s->cfg.display_url);
 	RFS_LOG(LOG_DEBUG, "store %s: bucket '%s' at %s://%s, %s style, region %s, credentials from %s",
-		s->cfg.display_url, s->cfg.bucket, s->cfg.scheme, s->cfg.host, s->cfg.virtual_style ? "virtual" : "path",
-		s->cfg.region, s->creds.source);
+		s->cfg.display_url, s->cfg.bucket, s->cfg.scheme, s->cfg.host,
+		s->cfg.virtual_style ? "virtual" : "path", s->cfg.region, s->creds.source);
 	*out = &s->base;
 	return 0;
 fail:

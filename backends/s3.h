@@ -43,26 +43,26 @@ enum rfs_s3_cond {
 
 struct rfs_s3_config {
 	enum rfs_s3_provider provider;
-	char *scheme;           /* "http" or "https" */
-	char *host;             /* endpoint host[:port], port left out when it is the default */
+	char *scheme; /* "http" or "https" */
+	char *host;   /* endpoint host[:port], port left out when it is the default */
 	char *bucket;
-	char *prefix;           /* "" or "dir/sub/" (always ends in '/') */
+	char *prefix; /* "" or "dir/sub/" (always ends in '/') */
 	char *region;
-	int virtual_style;      /* BUCKET.host/KEY instead of host/BUCKET/KEY */
-	int insecure;           /* TLS verification off (insecure=1) */
-	int create_bucket;      /* create the bucket at open if it does not exist */
-	int probe;              /* check at open that a second conditional create is refused */
+	int virtual_style; /* BUCKET.host/KEY instead of host/BUCKET/KEY */
+	int insecure;      /* TLS verification off (insecure=1) */
+	int create_bucket; /* create the bucket at open if it does not exist */
+	int probe;         /* check at open that a second conditional create is refused */
 	enum rfs_s3_cond cond;
-	char *access_key;       /* from the URL (discouraged), else NULL */
-	char *secret_key;       /* secret */
-	char *session_token;    /* secret */
-	char *profile;          /* profile= or NULL */
-	char *credentials_file; /* credentials_file= or NULL */
-	unsigned max_keys;      /* ListObjectsV2 page size, 1..1000 */
-	int attempts;           /* tries per request, 1..20 */
+	char *access_key;             /* from the URL (discouraged), else NULL */
+	char *secret_key;             /* secret */
+	char *session_token;          /* secret */
+	char *profile;                /* profile= or NULL */
+	char *credentials_file;       /* credentials_file= or NULL */
+	unsigned max_keys;            /* ListObjectsV2 page size, 1..1000 */
+	int attempts;                 /* tries per request, 1..20 */
 	uint64_t multipart_threshold; /* put() of more than this many bytes uses multipart */
 	uint64_t part_size;
-	char *display_url;      /* the URL with secret values replaced by "***" */
+	char *display_url; /* the URL with secret values replaced by "***" */
 };
 
 int rfs_s3_config_parse(const char *url, struct rfs_s3_config *cfg, char *err, size_t errlen);
@@ -87,13 +87,13 @@ void rfs_s3_creds_free(struct rfs_s3_creds *c);
  * until cb returns non-zero (*stopped = 1). *truncated and token (NUL-terminated, "" if none)
  * describe the next page. A malformed or hostile body gives -EIO, never a crash: every read
  * is bounded by len, and xml need not be NUL-terminated. */
-int rfs_s3_parse_list(const char *xml, size_t len, rfs_list_cb cb, void *arg, int *stopped, int *truncated,
-		      char *token, size_t tokenlen);
+int rfs_s3_parse_list(const char *xml, size_t len, rfs_list_cb cb, void *arg, int *stopped, int *truncated, char *token,
+		      size_t tokenlen);
 
 /* Reads <Code>, <Message> and <Region> of an S3 error body (each "" when absent). Always
  * NUL-terminates the outputs; values are cut to fit and control characters replaced. */
-void rfs_s3_parse_error(const char *xml, size_t len, char *code, size_t codelen, char *msg, size_t msglen,
-			char *region, size_t regionlen);
+void rfs_s3_parse_error(const char *xml, size_t len, char *code, size_t codelen, char *msg, size_t msglen, char *region,
+			size_t regionlen);
 
 /* Finds the text of the first <name> element (entities decoded) in xml[0..len). Returns 0,
  * -ENOENT (absent), or -EIO (malformed, or longer than outlen - 1). */

@@ -21,8 +21,8 @@
 
 static int unreserved(unsigned char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-	       c == '.' || c == '_' || c == '~';
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+	       c == '_' || c == '~';
 }
 
 char *rfs_sigv4_encode(const char *s, int keep_slash)
@@ -172,11 +172,11 @@ int rfs_sigv4_sign(const struct rfs_sigv4_request *req, struct rfs_sigv4_result 
 	size_t nq = 0, nh = 0;
 	struct rfs_buf b = {0};
 	memset(out, 0, sizeof(*out));
-	if (!req->method || !req->host || !req->path || req->path[0] != '/' || !req->payload_hash ||
-	    !req->region || !req->service || !req->creds || !req->creds->access_key || !req->creds->secret_key)
+	if (!req->method || !req->host || !req->path || req->path[0] != '/' || !req->payload_hash || !req->region ||
+	    !req->service || !req->creds || !req->creds->access_key || !req->creds->secret_key)
 		return -EINVAL;
-	const char *token = req->creds->session_token && req->creds->session_token[0] ? req->creds->session_token
-										 : NULL;
+	const char *token =
+	    req->creds->session_token && req->creds->session_token[0] ? req->creds->session_token : NULL;
 	struct tm tm;
 	time_t now = req->now;
 	if (!gmtime_r(&now, &tm))

@@ -42,18 +42,18 @@ struct rfs_sigv4_creds {
 };
 
 struct rfs_sigv4_request {
-	const char *method;                  /* "GET", "PUT", ... */
-	const char *host;                    /* Host header value, with ":port" when not default */
-	const char *path;                    /* raw path starting with '/', e.g. "/bucket/a b+c" */
-	const struct rfs_sigv4_kv *query;    /* raw names and values, any order */
+	const char *method;               /* "GET", "PUT", ... */
+	const char *host;                 /* Host header value, with ":port" when not default */
+	const char *path;                 /* raw path starting with '/', e.g. "/bucket/a b+c" */
+	const struct rfs_sigv4_kv *query; /* raw names and values, any order */
 	size_t nquery;
-	const struct rfs_sigv4_kv *headers;  /* extra headers to sign and send (not Host) */
+	const struct rfs_sigv4_kv *headers; /* extra headers to sign and send (not Host) */
 	size_t nheaders;
-	const char *payload_hash;            /* lowercase hex SHA-256 of the body, or UNSIGNED */
-	time_t now;                          /* signing time, UTC seconds */
+	const char *payload_hash; /* lowercase hex SHA-256 of the body, or UNSIGNED */
+	time_t now;               /* signing time, UTC seconds */
 	const char *region;
-	const char *service;                 /* "s3" or, for the test suite, "service" */
-	int add_content_sha256;              /* also send and sign x-amz-content-sha256 (S3) */
+	const char *service;    /* "s3" or, for the test suite, "service" */
+	int add_content_sha256; /* also send and sign x-amz-content-sha256 (S3) */
 	const struct rfs_sigv4_creds *creds;
 };
 

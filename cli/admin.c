@@ -15,39 +15,39 @@
 #include "sync/gc.h"
 
 static const char usage_fsck[] =
-	"usage: roamfs fsck STORE [options]\n"
-	"\n"
-	"Checks a workspace's store without mounting it: the log (every record parses and continues\n"
-	"the hash chain), every pack the metadata names (present, trailer agrees, every block decodes\n"
-	"and hashes right), every block a file names has a location, and lists orphan packs.\n"
-	"Damaged blocks are traced to the files that lose data, by path and inode.\n"
-	"\n"
-	"  --repair              fix what is safe, in one log record: re-point a damaged block to an\n"
-	"                        intact copy in another pack; remove the record of a block whose data\n"
-	"                        is gone, so writing the same bytes again stores them anew. Never\n"
-	"                        deletes store objects and cannot bring back lost bytes\n"
-	"  --quick               check pack trailers only; do not read block data\n"
-	"  --work-dir DIR        where the private metadata replica is built (default $TMPDIR or /tmp)\n"
-	"  -v                    log what the library does (to stderr)\n"
-	"\n"
-	"Exit status: 0 clean, 1 problems found (also after --repair: run fsck again to confirm),\n"
-	"2 the check could not run (store unreachable, not a workspace).\n";
+    "usage: roamfs fsck STORE [options]\n"
+    "\n"
+    "Checks a workspace's store without mounting it: the log (every record parses and continues\n"
+    "the hash chain), every pack the metadata names (present, trailer agrees, every block decodes\n"
+    "and hashes right), every block a file names has a location, and lists orphan packs.\n"
+    "Damaged blocks are traced to the files that lose data, by path and inode.\n"
+    "\n"
+    "  --repair              fix what is safe, in one log record: re-point a damaged block to an\n"
+    "                        intact copy in another pack; remove the record of a block whose data\n"
+    "                        is gone, so writing the same bytes again stores them anew. Never\n"
+    "                        deletes store objects and cannot bring back lost bytes\n"
+    "  --quick               check pack trailers only; do not read block data\n"
+    "  --work-dir DIR        where the private metadata replica is built (default $TMPDIR or /tmp)\n"
+    "  -v                    log what the library does (to stderr)\n"
+    "\n"
+    "Exit status: 0 clean, 1 problems found (also after --repair: run fsck again to confirm),\n"
+    "2 the check could not run (store unreachable, not a workspace).\n";
 
 static const char usage_gc[] =
-	"usage: roamfs gc STORE [options]\n"
-	"\n"
-	"Deletes packs that hold no block any file uses. A pack goes only when it is dead now, was\n"
-	"created more than the grace period ago, no log record newer than the grace period names it,\n"
-	"and its block records were retired (by a log record gc writes) at least the grace period\n"
-	"earlier: one run retires dead packs, a run after the grace period deletes them. See docs/gc.md.\n"
-	"\n"
-	"  --dry-run             report what would be retired and deleted; change nothing\n"
-	"  --grace SECONDS       the grace period (default 3600); 0 deletes at once and is safe only\n"
-	"                        while no host has the workspace mounted\n"
-	"  --work-dir DIR        where the private metadata replica is built (default $TMPDIR or /tmp)\n"
-	"  -v                    log what the library does (to stderr)\n"
-	"\n"
-	"Exit status: 0 done, 1 some deletes failed, 2 gc could not run.\n";
+    "usage: roamfs gc STORE [options]\n"
+    "\n"
+    "Deletes packs that hold no block any file uses. A pack goes only when it is dead now, was\n"
+    "created more than the grace period ago, no log record newer than the grace period names it,\n"
+    "and its block records were retired (by a log record gc writes) at least the grace period\n"
+    "earlier: one run retires dead packs, a run after the grace period deletes them. See docs/gc.md.\n"
+    "\n"
+    "  --dry-run             report what would be retired and deleted; change nothing\n"
+    "  --grace SECONDS       the grace period (default 3600); 0 deletes at once and is safe only\n"
+    "                        while no host has the workspace mounted\n"
+    "  --work-dir DIR        where the private metadata replica is built (default $TMPDIR or /tmp)\n"
+    "  -v                    log what the library does (to stderr)\n"
+    "\n"
+    "Exit status: 0 done, 1 some deletes failed, 2 gc could not run.\n";
 
 static void human(uint64_t bytes, char *buf, size_t len)
 {
@@ -68,10 +68,10 @@ static void print_note(void *arg, const struct rfs_note *n)
 {
 	(void)arg;
 	static const char *const label[] = {
-		[RFS_NOTE_INFO] = "info",
-		[RFS_NOTE_PROBLEM] = "problem",
-		[RFS_NOTE_LOST_FILE] = "lost",
-		[RFS_NOTE_REPAIR] = "repaired",
+	    [RFS_NOTE_INFO] = "info",
+	    [RFS_NOTE_PROBLEM] = "problem",
+	    [RFS_NOTE_LOST_FILE] = "lost",
+	    [RFS_NOTE_REPAIR] = "repaired",
 	};
 	printf("%s: %s\n", label[n->kind], n->msg);
 	fflush(stdout);
@@ -154,7 +154,8 @@ int rfs_cmd_fsck(int argc, char **argv)
 	int rc = rfs_fsck(s, &o, &st, err, sizeof(err));
 	if (rc < 0) {
 		rfs_store_close(s);
-		fprintf(stderr, "roamfs: error: fsck of '%s' could not finish: %s\n", url, err[0] ? err : strerror(-rc));
+		fprintf(stderr, "roamfs: error: fsck of '%s' could not finish: %s\n", url,
+			err[0] ? err : strerror(-rc));
 		return 2;
 	}
 	char ob[32];
@@ -167,7 +168,8 @@ int rfs_cmd_fsck(int argc, char **argv)
 	} else {
 		printf("%" PRIu64 " problem(s): %" PRIu64 " pack(s) missing, %" PRIu64 " damaged, %" PRIu64
 		       " block(s) unreadable, %" PRIu64 " without a location; %" PRIu64 " file(s) lose data\n",
-		       st.problems, st.packs_missing, st.packs_damaged, st.blocks_bad, st.blocks_unplaced, st.files_lost);
+		       st.problems, st.packs_missing, st.packs_damaged, st.blocks_bad, st.blocks_unplaced,
+		       st.files_lost);
 		if (o.repair)
 			printf("repair: %" PRIu64 " block(s) re-pointed to intact copies, %" PRIu64
 			       " record(s) of lost blocks removed; run 'roamfs fsck' again to confirm\n",
@@ -229,19 +231,19 @@ int rfs_cmd_gc(int argc, char **argv)
 	human(st.deleted_bytes, freed, sizeof(freed));
 	printf("gc of %s: %" PRIu64 " packs (%s), %" PRIu64 " live (%s)\n", url, st.objects, all, st.live, live);
 	if (st.retired_packs)
-		printf("%s %" PRIu64 " dead pack(s) (%" PRIu64 " block records)\n", o.dry_run ? "would retire" : "retired",
-		       st.retired_packs, st.retired_blocks);
+		printf("%s %" PRIu64 " dead pack(s) (%" PRIu64 " block records)\n",
+		       o.dry_run ? "would retire" : "retired", st.retired_packs, st.retired_blocks);
 	if (st.kept_young || st.kept_recent)
-		printf("kept %" PRIu64 " dead pack(s) within the %" PRId64 " s grace period (%" PRIu64 " created recently, %" PRIu64
-		       " named by a recent log record)\n",
+		printf("kept %" PRIu64 " dead pack(s) within the %" PRId64 " s grace period (%" PRIu64
+		       " created recently, %" PRIu64 " named by a recent log record)\n",
 		       st.kept_young + st.kept_recent, o.grace_s, st.kept_young, st.kept_recent);
 	if (st.healed)
-		printf("%s %" PRIu64 " block record(s) that files still needed\n", o.dry_run ? "would restore" : "restored",
-		       st.healed);
+		printf("%s %" PRIu64 " block record(s) that files still needed\n",
+		       o.dry_run ? "would restore" : "restored", st.healed);
 	if (st.other)
 		printf("left alone %" PRIu64 " object(s) under data/ that are not packs\n", st.other);
-	printf("%s %" PRIu64 " object(s), %s (%" PRIu64 " bytes)\n", o.dry_run ? "would free" : "freed", st.deleted, freed,
-	       st.deleted_bytes);
+	printf("%s %" PRIu64 " object(s), %s (%" PRIu64 " bytes)\n", o.dry_run ? "would free" : "freed", st.deleted,
+	       freed, st.deleted_bytes);
 	if (st.failed) {
 		fprintf(stderr, "roamfs: error: %" PRIu64 " pack(s) could not be deleted (see above); run gc again\n",
 			st.failed);

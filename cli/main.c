@@ -52,54 +52,54 @@ static void die(const char *fmt, ...)
 }
 
 static const char usage_main[] =
-	"usage: roamfs COMMAND [ARGS]\n"
-	"\n"
-	"A shared workspace for GPU hosts: a FUSE filesystem whose data and metadata live in a\n"
-	"store (a directory on NFS/NAS, or object storage) and are cached on local SSD.\n"
-	"\n"
-	"commands:\n"
-	"  format STORE      create a workspace in STORE\n"
-	"  mount STORE MP    mount the workspace at MP\n"
-	"  umount MP         upload everything, then unmount MP\n"
-	"  status [MP]       what is synced, pending, cached; peers; errors (--json)\n"
-	"  sync [MP]         upload and commit now (--wait: until nothing is pending)\n"
-	"  warmup PATH...    bring files into the local SSD cache (--jobs N)\n"
-	"  fsck STORE        check the store: log, packs, blocks; which files lose data (--repair)\n"
-	"  gc STORE          delete packs no file uses, after a grace period (--dry-run)\n"
-	"  version           print the version\n"
-	"\n"
-	"STORE is file:///abs/dir (or a plain directory path), s3://BUCKET/PREFIX?endpoint=URL&region=R,\n"
-	"oss://BUCKET/PREFIX?region=R or obs://BUCKET/PREFIX?region=R (docs/s3.md).\n"
-	"'roamfs COMMAND --help' lists each command's options.\n";
+    "usage: roamfs COMMAND [ARGS]\n"
+    "\n"
+    "A shared workspace for GPU hosts: a FUSE filesystem whose data and metadata live in a\n"
+    "store (a directory on NFS/NAS, or object storage) and are cached on local SSD.\n"
+    "\n"
+    "commands:\n"
+    "  format STORE      create a workspace in STORE\n"
+    "  mount STORE MP    mount the workspace at MP\n"
+    "  umount MP         upload everything, then unmount MP\n"
+    "  status [MP]       what is synced, pending, cached; peers; errors (--json)\n"
+    "  sync [MP]         upload and commit now (--wait: until nothing is pending)\n"
+    "  warmup PATH...    bring files into the local SSD cache (--jobs N)\n"
+    "  fsck STORE        check the store: log, packs, blocks; which files lose data (--repair)\n"
+    "  gc STORE          delete packs no file uses, after a grace period (--dry-run)\n"
+    "  version           print the version\n"
+    "\n"
+    "STORE is file:///abs/dir (or a plain directory path), s3://BUCKET/PREFIX?endpoint=URL&region=R,\n"
+    "oss://BUCKET/PREFIX?region=R or obs://BUCKET/PREFIX?region=R (docs/s3.md).\n"
+    "'roamfs COMMAND --help' lists each command's options.\n";
 
 static const char usage_format[] =
-	"usage: roamfs format STORE [options]\n"
-	"\n"
-	"  --block-size N        block size, a power of two from 4K to 64M (default 4M)\n"
-	"  --compression C       lz4 or none (default lz4)\n"
-	"  --force               overwrite the format record of an existing workspace\n"
-	"  --meta STORE          keep the metadata log (log/, snap/, hosts/) on another store, e.g. an\n"
-	"                        NFS directory next to a bucket without conditional create (Huawei OBS)\n";
+    "usage: roamfs format STORE [options]\n"
+    "\n"
+    "  --block-size N        block size, a power of two from 4K to 64M (default 4M)\n"
+    "  --compression C       lz4 or none (default lz4)\n"
+    "  --force               overwrite the format record of an existing workspace\n"
+    "  --meta STORE          keep the metadata log (log/, snap/, hosts/) on another store, e.g. an\n"
+    "                        NFS directory next to a bucket without conditional create (Huawei OBS)\n";
 
 static const char usage_mount[] =
-	"usage: roamfs mount STORE MOUNTPOINT [options]\n"
-	"\n"
-	"  --cache-dir DIR       local SSD cache and metadata (default /var/cache/roamfs/<id> for root,\n"
-	"                        $XDG_CACHE_HOME/roamfs/<id> otherwise)\n"
-	"  --cache-size SIZE     clean-block cache limit, e.g. 20G (default " RFS_DEFAULT_CACHE_SIZE ")\n"
-	"  --flush-interval MS   how long closed files wait before upload (default 1000)\n"
-	"  --sync-interval MS    how often metadata is published and pulled (default 1000)\n"
-	"  --checkpoint-every N  write a metadata checkpoint every N log records (default 2000)\n"
-	"  --trash-days D        keep deleted files in MOUNTPOINT/.trash for D days (default 1; 0: off)\n"
-	"  -f                    stay in the foreground\n"
-	"  -d                    debug logging to stderr (implies -f)\n"
-	"  -o OPTS               mount options: allow_other, ro, ... and cache-dir=, cache-size=\n";
+    "usage: roamfs mount STORE MOUNTPOINT [options]\n"
+    "\n"
+    "  --cache-dir DIR       local SSD cache and metadata (default /var/cache/roamfs/<id> for root,\n"
+    "                        $XDG_CACHE_HOME/roamfs/<id> otherwise)\n"
+    "  --cache-size SIZE     clean-block cache limit, e.g. 20G (default " RFS_DEFAULT_CACHE_SIZE ")\n"
+    "  --flush-interval MS   how long closed files wait before upload (default 1000)\n"
+    "  --sync-interval MS    how often metadata is published and pulled (default 1000)\n"
+    "  --checkpoint-every N  write a metadata checkpoint every N log records (default 2000)\n"
+    "  --trash-days D        keep deleted files in MOUNTPOINT/.trash for D days (default 1; 0: off)\n"
+    "  -f                    stay in the foreground\n"
+    "  -d                    debug logging to stderr (implies -f)\n"
+    "  -o OPTS               mount options: allow_other, ro, ... and cache-dir=, cache-size=\n";
 
 static const char usage_umount[] =
-	"usage: roamfs umount MOUNTPOINT [--lazy]\n"
-	"\n"
-	"Waits until every file is uploaded and every change is in the store, then unmounts.\n"
-	"  --lazy                detach even if files are still open (uploads finish when they close)\n";
+    "usage: roamfs umount MOUNTPOINT [--lazy]\n"
+    "\n"
+    "Waits until every file is uploaded and every change is in the store, then unmounts.\n"
+    "  --lazy                detach even if files are still open (uploads finish when they close)\n";
 
 static int wants_help(int argc, char **argv)
 {
@@ -316,8 +316,8 @@ static void split_o(const char *in, char *fuse_opts, size_t flen, char *cache_di
 			snprintf(cache_size, slen, "%s", t + 11);
 		} else if (!strcmp(t, "_netdev") || !strcmp(t, "nofail") || !strcmp(t, "auto") ||
 			   !strcmp(t, "noauto") || !strcmp(t, "defaults") || !strcmp(t, "user") ||
-			   !strcmp(t, "nouser") || !strcmp(t, "users") || !strcmp(t, "owner") ||
-			   !strncmp(t, "x-", 2) || !strncmp(t, "comment=", 8)) {
+			   !strcmp(t, "nouser") || !strcmp(t, "users") || !strcmp(t, "owner") || !strncmp(t, "x-", 2) ||
+			   !strncmp(t, "comment=", 8)) {
 			continue; /* fstab-only options */
 		} else {
 			if (!strcmp(t, "ro"))
@@ -371,7 +371,8 @@ static int cmd_mount(int argc, char **argv)
 			char *end;
 			double days = strtod(optarg, &end);
 			if (*end || days < 0)
-				die("invalid --trash-days '%s': give days (0 turns the trash off), e.g. 1 or 0.5", optarg);
+				die("invalid --trash-days '%s': give days (0 turns the trash off), e.g. 1 or 0.5",
+				    optarg);
 			trash_seconds = days == 0 ? -1 : (long long)(days * 86400 + 0.5);
 			if (trash_seconds == 0)
 				trash_seconds = 1;
@@ -414,7 +415,8 @@ static int cmd_mount(int argc, char **argv)
 	 * own unmount */
 	if (is_roamfs_mount(d.mountpoint) == 1 && access("/proc/self/mounts", R_OK) == 0)
 		die("'%s' is already a roamfs mount; unmount it first ('roamfs umount %s') or use another "
-		    "mount point", d.mountpoint, d.mountpoint);
+		    "mount point",
+		    d.mountpoint, d.mountpoint);
 	uint64_t csize;
 	if (rfs_parse_size(cache_size, &csize) < 0 || csize < (1u << 20))
 		die("invalid cache size '%s': give bytes with an optional K/M/G/T suffix, at least 1M", cache_size);
@@ -488,7 +490,8 @@ static int cmd_mount(int argc, char **argv)
 	int crc = rfs_fs_close(d.fs);
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/last-exit", d.cache_dir);
-	const char *status = crc == 0 ? "clean\n" : "pending: some data or metadata could not be uploaded; see roamfs.log\n";
+	const char *status =
+	    crc == 0 ? "clean\n" : "pending: some data or metadata could not be uploaded; see roamfs.log\n";
 	if (rfs_write_file_atomic(path, status, strlen(status), 0644) < 0)
 		RFS_LOG(LOG_ERR, "cannot record the unmount outcome in '%s'", path);
 	snprintf(path, sizeof(path), "%s/roamfs.pid", d.cache_dir);
@@ -647,9 +650,11 @@ static int cmd_umount(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/last-exit", cache);
 	char *status = NULL;
 	if (rfs_read_file(path, &status, NULL) < 0) {
-		fprintf(stderr, "roamfs: error: unmounted '%s', but its daemon exited without reporting whether "
+		fprintf(stderr,
+			"roamfs: error: unmounted '%s', but its daemon exited without reporting whether "
 			"everything was uploaded; see %s/roamfs.log, and mount again with the same cache dir to "
-			"finish any pending uploads\n", mp, cache);
+			"finish any pending uploads\n",
+			mp, cache);
 		return 1;
 	}
 	if (strncmp(status, "clean", 5)) {
@@ -866,10 +871,10 @@ static void json_str(const char *s)
 
 static const char *const json_strings[] = {"mountpoint", "store", "host_id", "cache_dir", "last_error", NULL};
 static const char *const json_numbers[] = {
-	"pid", "read_only", "block_size", "applied_seq", "head_seq", "pending_changes", "dirty_files",
-	"dirty_bytes", "oldest_dirty_s", "last_commit_s", "cache_used", "cache_limit", "cache_blocks",
-	"cache_hits", "cache_misses", "req_get", "req_put", "req_list", "req_head", "req_delete",
-	"bytes_in", "bytes_out", "conflicts", NULL};
+    "pid",          "read_only",   "block_size",     "applied_seq",   "head_seq",   "pending_changes",
+    "dirty_files",  "dirty_bytes", "oldest_dirty_s", "last_commit_s", "cache_used", "cache_limit",
+    "cache_blocks", "cache_hits",  "cache_misses",   "req_get",       "req_put",    "req_list",
+    "req_head",     "req_delete",  "bytes_in",       "bytes_out",     "conflicts",  NULL};
 
 static void print_json(const char *r, int state)
 {
@@ -936,9 +941,8 @@ static void print_human(const char *r, int state)
 	       hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0.0);
 	human_bytes((double)kvi(r, "bytes_in"), b3, sizeof(b3));
 	human_bytes((double)kvi(r, "bytes_out"), b4, sizeof(b4));
-	printf("  requests  GET %lld  PUT %lld  LIST %lld  HEAD %lld  DELETE %lld; in %s, out %s\n",
-	       kvi(r, "req_get"), kvi(r, "req_put"), kvi(r, "req_list"), kvi(r, "req_head"), kvi(r, "req_delete"),
-	       b3, b4);
+	printf("  requests  GET %lld  PUT %lld  LIST %lld  HEAD %lld  DELETE %lld; in %s, out %s\n", kvi(r, "req_get"),
+	       kvi(r, "req_put"), kvi(r, "req_list"), kvi(r, "req_head"), kvi(r, "req_delete"), b3, b4);
 	printf("  cost      ~$%.4f (estimate from AWS S3 Standard list prices)\n", cost_estimate(r));
 	for (const char *p = r; p && *p;) {
 		const char *e = strchr(p, '\n');
@@ -954,12 +958,12 @@ static void print_human(const char *r, int state)
 }
 
 static const char usage_status[] =
-	"usage: roamfs status [MOUNTPOINT] [--json]\n"
-	"\n"
-	"Shows, for each mount (or the one given): log position vs the store, data and metadata not\n"
-	"yet uploaded, cache use, requests made, an estimated request cost, peers, conflicts, errors.\n"
-	"Exit status: 0 all synced, 1 something pending, 2 an error (or a mount not answering).\n"
-	"  --json                machine-readable output (documented in docs/cli.md)\n";
+    "usage: roamfs status [MOUNTPOINT] [--json]\n"
+    "\n"
+    "Shows, for each mount (or the one given): log position vs the store, data and metadata not\n"
+    "yet uploaded, cache use, requests made, an estimated request cost, peers, conflicts, errors.\n"
+    "Exit status: 0 all synced, 1 something pending, 2 an error (or a mount not answering).\n"
+    "  --json                machine-readable output (documented in docs/cli.md)\n";
 
 static int cmd_status(int argc, char **argv)
 {
@@ -1015,11 +1019,11 @@ static int cmd_status(int argc, char **argv)
 }
 
 static const char usage_sync[] =
-	"usage: roamfs sync [MOUNTPOINT] [--wait] [--timeout SECONDS]\n"
-	"\n"
-	"Uploads every written file and commits all metadata now.\n"
-	"  --wait                block until nothing is pending, with progress (default: start and return)\n"
-	"  --timeout SECONDS     with --wait, give up after this long (exit 1); default: no limit\n";
+    "usage: roamfs sync [MOUNTPOINT] [--wait] [--timeout SECONDS]\n"
+    "\n"
+    "Uploads every written file and commits all metadata now.\n"
+    "  --wait                block until nothing is pending, with progress (default: start and return)\n"
+    "  --timeout SECONDS     with --wait, give up after this long (exit 1); default: no limit\n";
 
 static int cmd_sync(int argc, char **argv)
 {
@@ -1050,7 +1054,8 @@ static int cmd_sync(int argc, char **argv)
 		if (!wait) {
 			char *r = ctl_request(m[i].socket, "kick", 10000);
 			if (!r) {
-				fprintf(stderr, "roamfs: error: %s does not answer: %s\n", m[i].mountpoint, strerror(errno));
+				fprintf(stderr, "roamfs: error: %s does not answer: %s\n", m[i].mountpoint,
+					strerror(errno));
 				rc = 2;
 				continue;
 			}
@@ -1105,13 +1110,14 @@ static int cmd_sync(int argc, char **argv)
 			if (rate > 0)
 				snprintf(eta, sizeof(eta), "%.0fs", (double)bytes / rate);
 			if (tty) {
-				int width = 30, done = first_bytes > 0 ? (int)(width * (first_bytes - bytes) / first_bytes) : 0;
+				int width = 30,
+				    done = first_bytes > 0 ? (int)(width * (first_bytes - bytes) / first_bytes) : 0;
 				fprintf(stderr, "\r[%.*s%*s] %s left, %lld files, %lld changes, %s/s, ETA %s   ", done,
 					"##############################", width - done, "", bb, files,
 					kvi(st, "pending_changes"), rb, eta);
 			} else {
-				fprintf(stderr, "sync %s: %s left, %lld files, %lld changes, %s/s\n", m[i].mountpoint, bb,
-					files, kvi(st, "pending_changes"), rb);
+				fprintf(stderr, "sync %s: %s left, %lld files, %lld changes, %s/s\n", m[i].mountpoint,
+					bb, files, kvi(st, "pending_changes"), rb);
 			}
 			free(st);
 		}
@@ -1135,11 +1141,11 @@ static int cmd_sync(int argc, char **argv)
 }
 
 static const char usage_warmup[] =
-	"usage: roamfs warmup PATH... [--jobs N]\n"
-	"\n"
-	"Brings every block of the files under PATH into the local SSD cache, N fetches in parallel\n"
-	"(default 16), with a progress bar. Blocks already cached cost nothing, so a second run is\n"
-	"instant. Reports what did not fit in the cache. Exit 0 when everything is cached.\n";
+    "usage: roamfs warmup PATH... [--jobs N]\n"
+    "\n"
+    "Brings every block of the files under PATH into the local SSD cache, N fetches in parallel\n"
+    "(default 16), with a progress bar. Blocks already cached cost nothing, so a second run is\n"
+    "instant. Reports what did not fit in the cache. Exit 0 when everything is cached.\n";
 
 struct ino_list {
 	uint64_t *v;
@@ -1256,7 +1262,8 @@ static int cmd_warmup(int argc, char **argv)
 		fputc('\n', stderr);
 	free(all);
 	unsigned long long blocks, bytes, cached, fetched, notfit, failed;
-	if (sscanf(final, "ok blocks=%llu bytes=%llu already_cached=%llu fetched=%llu not_fitting_bytes=%llu failed=%llu",
+	if (sscanf(final,
+		   "ok blocks=%llu bytes=%llu already_cached=%llu fetched=%llu not_fitting_bytes=%llu failed=%llu",
 		   &blocks, &bytes, &cached, &fetched, &notfit, &failed) != 6)
 		die("warmup failed: %s", final[0] ? final : "the daemon closed the connection");
 	char b1[32], b2[32];
@@ -1292,7 +1299,8 @@ static int mount_helper(int argc, char **argv)
 			mp = argv[i];
 	}
 	if (!store || !mp) {
-		fprintf(stderr, "usage: mount.roamfs STORE MOUNTPOINT [-o cache-dir=DIR,cache-size=SIZE,allow_other,...]\n");
+		fprintf(stderr,
+			"usage: mount.roamfs STORE MOUNTPOINT [-o cache-dir=DIR,cache-size=SIZE,allow_other,...]\n");
 		return 2;
 	}
 	char *nargv[8];
@@ -1316,7 +1324,8 @@ int main(int argc, char **argv)
 		return mount_helper(argc, argv);
 	if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "--all")) {
 		/* every command's --help, in order: docs/cli-reference.md is generated from this */
-		static const char *const cmds[] = {"format", "mount", "umount", "status", "sync", "warmup", "fsck", "gc"};
+		static const char *const cmds[] = {"format", "mount",  "umount", "status",
+						   "sync",   "warmup", "fsck",   "gc"};
 		fputs(usage_main, stdout);
 		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 			char *hargv[] = {(char *)cmds[i], "--help", NULL};

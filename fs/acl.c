@@ -39,17 +39,27 @@ static int acl_valid(const struct rfs_acl *acl)
 		const struct rfs_acl_entry *e = &acl->e[i];
 		if (e->perm & ~7u)
 			return -EINVAL;
-		if (i && (e->tag < acl->e[i - 1].tag ||
-			  (e->tag == acl->e[i - 1].tag && e->id <= acl->e[i - 1].id)))
+		if (i && (e->tag < acl->e[i - 1].tag || (e->tag == acl->e[i - 1].tag && e->id <= acl->e[i - 1].id)))
 			return -EINVAL;
 		switch (e->tag) {
-		case TAG_USER_OBJ: user_obj++; break;
-		case TAG_GROUP_OBJ: group_obj++; break;
-		case TAG_OTHER: other++; break;
-		case TAG_MASK: mask++; break;
+		case TAG_USER_OBJ:
+			user_obj++;
+			break;
+		case TAG_GROUP_OBJ:
+			group_obj++;
+			break;
+		case TAG_OTHER:
+			other++;
+			break;
+		case TAG_MASK:
+			mask++;
+			break;
 		case TAG_USER:
-		case TAG_GROUP: named++; break;
-		default: return -EINVAL;
+		case TAG_GROUP:
+			named++;
+			break;
+		default:
+			return -EINVAL;
 		}
 	}
 	if (user_obj != 1 || group_obj != 1 || other != 1 || mask > 1 || (named && !mask))
@@ -101,16 +111,24 @@ int rfs_acl_equiv_mode(const struct rfs_acl *acl, uint32_t *mode)
 	for (size_t i = 0; i < acl->n; i++) {
 		const struct rfs_acl_entry *e = &acl->e[i];
 		switch (e->tag) {
-		case TAG_USER_OBJ: m |= (e->perm & 7u) << 6; break;
-		case TAG_GROUP_OBJ: m |= (e->perm & 7u) << 3; break;
-		case TAG_OTHER: m |= e->perm & 7u; break;
+		case TAG_USER_OBJ:
+			m |= (e->perm & 7u) << 6;
+			break;
+		case TAG_GROUP_OBJ:
+			m |= (e->perm & 7u) << 3;
+			break;
+		case TAG_OTHER:
+			m |= e->perm & 7u;
+			break;
 		case TAG_MASK:
 			/* with a mask, the group class bits are the mask's (it sorts after the
 			 * owning group, so it overrides it) */
 			m = (m & ~(7u << 3)) | (e->perm & 7u) << 3;
 			extended = 1;
 			break;
-		default: extended = 1; break;
+		default:
+			extended = 1;
+			break;
 		}
 	}
 	*mode = (*mode & ~0777u) | m;
@@ -149,8 +167,12 @@ int rfs_acl_create_masq(struct rfs_acl *acl, uint32_t *mode)
 			m &= ((uint32_t)e->perm << 6) | ~(uint32_t)S_IRWXU;
 			break;
 		case TAG_USER:
-		case TAG_GROUP: extended = 1; break;
-		case TAG_GROUP_OBJ: group_obj = e; break;
+		case TAG_GROUP:
+			extended = 1;
+			break;
+		case TAG_GROUP_OBJ:
+			group_obj = e;
+			break;
 		case TAG_MASK:
 			mask = e;
 			extended = 1;
@@ -159,7 +181,8 @@ int rfs_acl_create_masq(struct rfs_acl *acl, uint32_t *mode)
 			e->perm &= (uint16_t)(m & 7u);
 			m &= (uint32_t)e->perm | ~(uint32_t)S_IRWXO;
 			break;
-		default: break;
+		default:
+			break;
 		}
 	}
 	struct rfs_acl_entry *g = mask ? mask : group_obj;

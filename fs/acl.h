@@ -6,7 +6,7 @@
  * With FUSE_POSIX_ACL the kernel enforces and caches ACLs (one GETXATTR per inode instead of
  * one per `ls -l` entry); the file system stores them, keeps the mode's permission bits in
  * sync with them and gives new files their directory's default ACL. These are the pure
- * parts of that (core.c calls them): parse/serialize, the mode an ACL implies, chmod and
+ * parts of that (fs/namespace.c calls them): parse/serialize, the mode an ACL implies, chmod and
  * the create-time masking, each as the kernel's own posix_acl.c does it.
  *
  * Errors: rfs_acl_parse returns -EINVAL for a malformed or invalid list, -E2BIG for more

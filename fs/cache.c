@@ -16,7 +16,7 @@
 struct centry {
 	uint8_t hash[RFS_HASH_LEN];
 	uint64_t size;
-	struct centry *hnext;            /* hash chain */
+	struct centry *hnext;               /* hash chain */
 	struct centry *lru_prev, *lru_next; /* most recent at head */
 };
 

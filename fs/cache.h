@@ -4,7 +4,7 @@
  *
  * Blocks are immutable and content-addressed, so a cached file is valid forever; the only
  * question is space. The cache keeps total bytes under a limit by evicting least-recently-
- * used blocks. Dirty data never lives here (it is in the staging area, see core.c), so
+ * used blocks. Dirty data never lives here (it is in the staging area, see fs/data.c), so
  * everything here can be evicted at any time.
  *
  * Calling sequence: rfs_cache_open(); any thread: rfs_cache_open_block() to read a block

@@ -71,17 +71,19 @@ static void do_status(struct rfs_control *c, struct rfs_buf *b)
 	    c->mountpoint, st.store, st.host_id, st.cache_dir, (int)getpid(), st.read_only, st.block_size);
 	out(b, "applied_seq=%" PRId64 "\nhead_seq=%" PRId64 "\npending_changes=%" PRId64 "\n", st.applied_seq,
 	    st.head_seq, st.pending_changes);
-	out(b, "dirty_files=%" PRIu64 "\ndirty_bytes=%" PRIu64 "\noldest_dirty_s=%" PRId64 "\nlast_commit_s=%" PRId64
-	       "\n",
+	out(b,
+	    "dirty_files=%" PRIu64 "\ndirty_bytes=%" PRIu64 "\noldest_dirty_s=%" PRId64 "\nlast_commit_s=%" PRId64 "\n",
 	    st.dirty_files, st.dirty_bytes, st.oldest_dirty_s, st.last_commit_s);
 	out(b, "last_error=%s\n", st.last_error);
-	out(b, "cache_used=%" PRIu64 "\ncache_limit=%" PRIu64 "\ncache_blocks=%" PRIu64 "\ncache_hits=%" PRIu64
-	       "\ncache_misses=%" PRIu64 "\n",
+	out(b,
+	    "cache_used=%" PRIu64 "\ncache_limit=%" PRIu64 "\ncache_blocks=%" PRIu64 "\ncache_hits=%" PRIu64
+	    "\ncache_misses=%" PRIu64 "\n",
 	    st.cache_used, st.cache_limit, st.cache_blocks, st.cache_hits, st.cache_misses);
-	out(b, "req_get=%" PRIu64 "\nreq_put=%" PRIu64 "\nreq_list=%" PRIu64 "\nreq_head=%" PRIu64 "\nreq_delete=%" PRIu64
-	       "\nbytes_in=%" PRIu64 "\nbytes_out=%" PRIu64 "\nconflicts=%" PRId64 "\n",
-	    st.requests[0], st.requests[1], st.requests[2], st.requests[3], st.requests[4], st.bytes_in,
-	    st.bytes_out, st.conflicts);
+	out(b,
+	    "req_get=%" PRIu64 "\nreq_put=%" PRIu64 "\nreq_list=%" PRIu64 "\nreq_head=%" PRIu64 "\nreq_delete=%" PRIu64
+	    "\nbytes_in=%" PRIu64 "\nbytes_out=%" PRIu64 "\nconflicts=%" PRId64 "\n",
+	    st.requests[0], st.requests[1], st.requests[2], st.requests[3], st.requests[4], st.bytes_in, st.bytes_out,
+	    st.conflicts);
 	rfs_fs_list_hosts(c->fs, 120, host_line, b);
 	rfs_fs_list_conflicts(c->fs, 20, conflict_line, b);
 }
@@ -140,8 +142,9 @@ static void do_warmup(struct rfs_control *c, int fd, const char *cmd, const char
 	if (rc < 0)
 		out(b, "error=%s\n", strerror(-rc));
 	else
-		out(b, "ok blocks=%" PRIu64 " bytes=%" PRIu64 " already_cached=%" PRIu64 " fetched=%" PRIu64
-		       " not_fitting_bytes=%" PRIu64 " failed=%" PRIu64 "\n",
+		out(b,
+		    "ok blocks=%" PRIu64 " bytes=%" PRIu64 " already_cached=%" PRIu64 " fetched=%" PRIu64
+		    " not_fitting_bytes=%" PRIu64 " failed=%" PRIu64 "\n",
 		    r.blocks, r.bytes, r.already_cached, r.fetched, r.not_fitting_bytes, r.failed);
 }
 

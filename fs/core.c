@@ -309,8 +309,10 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	}
 	if (flock(fs->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		snprintf(err, errlen, "cache directory '%s' is in use by another roamfs daemon (see 'roamfs status'); "
-			 "give this mount its own --cache-dir", cfg->cache_dir);
+		snprintf(err, errlen,
+			 "cache directory '%s' is in use by another roamfs daemon (see 'roamfs status'); "
+			 "give this mount its own --cache-dir",
+			 cfg->cache_dir);
 		goto fail;
 	}
 	snprintf(fs->staging_dir, sizeof(fs->staging_dir), "%s/staging", cfg->cache_dir);
@@ -325,7 +327,8 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		/* a new host: start from the newest checkpoint instead of replaying the whole log */
 		int64_t seq = rfs_snapshot_restore(fs->meta_store, path);
 		if (seq < 0)
-			RFS_LOG(LOG_WARNING, "cannot read checkpoints (%s); replaying the whole log", strerror((int)-seq));
+			RFS_LOG(LOG_WARNING, "cannot read checkpoints (%s); replaying the whole log",
+				strerror((int)-seq));
 	}
 	rc = rfs_meta_open(path, &fs->meta, err, errlen);
 	if (rc < 0)
@@ -339,8 +342,10 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		rfs_meta_local_set_text(fs->meta, "workspace", fs->format.uuid);
 	rfs_meta_unlock(fs->meta);
 	if (have && strcmp(uuid, fs->format.uuid)) {
-		snprintf(err, errlen, "cache directory '%s' belongs to another workspace (%s, store has %s); "
-			 "use a different --cache-dir", cfg->cache_dir, uuid, fs->format.uuid);
+		snprintf(err, errlen,
+			 "cache directory '%s' belongs to another workspace (%s, store has %s); "
+			 "use a different --cache-dir",
+			 cfg->cache_dir, uuid, fs->format.uuid);
 		rc = -EEXIST;
 		goto fail;
 	}
@@ -382,18 +387,21 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		if (rc < 0) {
 			char cause[256];
 			rfs_store_error(fs->store, cause, sizeof(cause));
-			snprintf(err, errlen, "cannot probe store '%s': %s", fs->store->url, cause[0] ? cause : strerror(-rc));
+			snprintf(err, errlen, "cannot probe store '%s': %s", fs->store->url,
+				 cause[0] ? cause : strerror(-rc));
 			goto fail;
 		}
 		char holder[64] = "";
 		rc = rc == 1 ? rfs_sync_acquire_lease(fs->sync, holder, sizeof(holder)) : 0;
 		if (rc < 0) {
-			snprintf(err, errlen, "cannot take the writer lease of '%s': %s", fs->store->url, strerror(-rc));
+			snprintf(err, errlen, "cannot take the writer lease of '%s': %s", fs->store->url,
+				 strerror(-rc));
 			goto fail;
 		}
 		if (rc == 1) {
 			fs->cfg.read_only = 1;
-			fprintf(stderr, "roamfs: warning: store '%s' has no conditional create, so one host writes at a "
+			fprintf(stderr,
+				"roamfs: warning: store '%s' has no conditional create, so one host writes at a "
 				"time; host %s holds the writer lease: mounting READ-ONLY and following its changes\n",
 				fs->store->url, holder);
 			RFS_LOG(LOG_WARNING, "host %s holds the writer lease: read-only", holder);
@@ -467,13 +475,17 @@ int rfs_fs_close(struct rfs_fs *fs)
 				break;
 		}
 		if (rc < 0)
-			RFS_LOG(LOG_ERR, "could not upload all data at unmount (%s); it stays in '%s' and is "
-				"uploaded at the next mount with this cache dir", strerror(-rc), fs->staging_dir);
+			RFS_LOG(LOG_ERR,
+				"could not upload all data at unmount (%s); it stays in '%s' and is "
+				"uploaded at the next mount with this cache dir",
+				strerror(-rc), fs->staging_dir);
 	}
 	int src = rfs_sync_stop(fs->sync, 30000);
 	if (src < 0) {
-		RFS_LOG(LOG_ERR, "could not publish all metadata at unmount (%s); it is kept in the local "
-			"database and published at the next mount with this cache dir", strerror(-src));
+		RFS_LOG(LOG_ERR,
+			"could not publish all metadata at unmount (%s); it is kept in the local "
+			"database and published at the next mount with this cache dir",
+			strerror(-src));
 		rc = rc ? rc : src;
 	}
 	for (size_t i = 0; i < NODE_BUCKETS; i++) {

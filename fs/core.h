@@ -40,9 +40,9 @@ struct rfs_fs;
 struct rfs_fs_config {
 	const char *store_url;
 	const char *cache_dir;
-	uint64_t cache_size;    /* bytes of clean blocks kept on SSD */
-	int flush_interval_ms;  /* how long closed dirty data may wait before upload */
-	int sync_interval_ms;   /* how often the log is pulled and pending changes committed */
+	uint64_t cache_size;   /* bytes of clean blocks kept on SSD */
+	int flush_interval_ms; /* how long closed dirty data may wait before upload */
+	int sync_interval_ms;  /* how often the log is pulled and pending changes committed */
 	int read_only;
 	int64_t snapshot_every; /* write a checkpoint every this many log records (0: default) */
 	int64_t trash_seconds;  /* keep deleted files this long in /.trash (0: default 1 day, <0: off) */
@@ -76,10 +76,10 @@ int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_s
 /* mknod and mkdir (mode carries the type). umask applies unless the parent has a default
  * ACL, which then gives the new node its ACL (POSIX.1e; the kernel does not mask the mode
  * itself, FUSE_DONT_MASK). */
-int rfs_mknod(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
-	      uint32_t umask, uint32_t uid, uint32_t gid, struct stat *out);
-int rfs_symlink(struct rfs_fs *fs, uint64_t parent, const char *name, const char *target, uint32_t uid,
-		uint32_t gid, struct stat *out);
+int rfs_mknod(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev, uint32_t umask,
+	      uint32_t uid, uint32_t gid, struct stat *out);
+int rfs_symlink(struct rfs_fs *fs, uint64_t parent, const char *name, const char *target, uint32_t uid, uint32_t gid,
+		struct stat *out);
 int rfs_readlink(struct rfs_fs *fs, uint64_t ino, char *buf, size_t len);
 int rfs_link(struct rfs_fs *fs, uint64_t ino, uint64_t newparent, const char *newname, struct stat *out);
 int rfs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name);
@@ -120,14 +120,14 @@ void rfs_fs_set_invalidate(struct rfs_fs *fs, rfs_inval_cb cb, void *arg);
 /* What `roamfs status` shows for one mount. */
 struct rfs_fs_status {
 	char store[1024], host_id[40], cache_dir[1024];
-	int64_t applied_seq, head_seq;   /* head_seq -1: the store could not be asked */
-	int64_t pending_changes;         /* metadata changesets not yet in the log */
+	int64_t applied_seq, head_seq;     /* head_seq -1: the store could not be asked */
+	int64_t pending_changes;           /* metadata changesets not yet in the log */
 	uint64_t dirty_files, dirty_bytes; /* data in staging, not yet uploaded */
-	int64_t oldest_dirty_s;          /* age of the oldest staged data, -1: none */
-	int64_t last_commit_s;           /* seconds since the last commit, -1: none yet */
+	int64_t oldest_dirty_s;            /* age of the oldest staged data, -1: none */
+	int64_t last_commit_s;             /* seconds since the last commit, -1: none yet */
 	char last_error[512];
 	uint64_t cache_used, cache_limit, cache_hits, cache_misses, cache_blocks;
-	uint64_t requests[5];            /* GET, PUT, LIST, HEAD, DELETE */
+	uint64_t requests[5]; /* GET, PUT, LIST, HEAD, DELETE */
 	uint64_t bytes_in, bytes_out;
 	int64_t conflicts;
 	int read_only;
@@ -151,10 +151,10 @@ void rfs_fs_set_identity(struct rfs_fs *fs, const char *mountpoint);
  * parallel fetches. progress(arg, done_blocks, total_blocks, done_bytes, total_bytes) is
  * called about twice a second. Blocks already cached cost nothing (a second run is instant). */
 struct rfs_warmup_result {
-	uint64_t blocks, bytes;            /* distinct stored blocks of the files, their size */
-	uint64_t already_cached, fetched;  /* blocks */
-	uint64_t not_fitting_bytes;        /* what could not stay in the cache (its limit) */
-	uint64_t failed;                   /* blocks that could not be fetched */
+	uint64_t blocks, bytes;           /* distinct stored blocks of the files, their size */
+	uint64_t already_cached, fetched; /* blocks */
+	uint64_t not_fitting_bytes;       /* what could not stay in the cache (its limit) */
+	uint64_t failed;                  /* blocks that could not be fetched */
 };
 int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 	       void (*progress)(void *arg, uint64_t done_blocks, uint64_t total_blocks, uint64_t done_bytes,

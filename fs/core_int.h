@@ -28,8 +28,8 @@
 #ifndef RFS_SMALL_BLOCK
 #define RFS_SMALL_BLOCK (256u << 10) /* blocks up to this size are fetched with neighbours */
 #endif
-#define RFS_WINDOW_BEFORE (1u << 20)  /* neighbours fetched before a small block's offset */
-#define RFS_WINDOW_AFTER (7u << 20)   /* and after it */
+#define RFS_WINDOW_BEFORE (1u << 20) /* neighbours fetched before a small block's offset */
+#define RFS_WINDOW_AFTER (7u << 20)  /* and after it */
 #define RFS_SPACE_CHECK_MS 100       /* free space on the cache disk is re-read this often ... */
 #define RFS_SPACE_SLACK (256u << 20) /* ... when more than this above the reserve */
 #define RFS_SIBLINGS_MAX 64          /* files of a directory prefetched after a cold small read */
@@ -70,25 +70,25 @@ struct dblock {
 
 struct node {
 	uint64_t ino;
-	struct node *hnext;   /* protected by fs->nodes_lock */
-	int refs;             /* protected by fs->nodes_lock: temporary holders */
-	int opens, writers;   /* protected by fs->nodes_lock */
+	struct node *hnext; /* protected by fs->nodes_lock */
+	int refs;           /* protected by fs->nodes_lock: temporary holders */
+	int opens, writers; /* protected by fs->nodes_lock */
 
 	pthread_mutex_t lock;
 	/* below: protected by lock */
 	struct dblock *blocks;
 	size_t nblocks, cap;
 	uint64_t gen_counter;
-	int attr_dirty;       /* size/mtime/ctime below are newer than the DB's */
+	int attr_dirty; /* size/mtime/ctime below are newer than the DB's */
 	uint64_t attr_gen;
 	uint64_t size;
 	int64_t mtime, ctime;
-	int atime_set;        /* atime below too (set by utimes while attr_dirty) */
+	int atime_set; /* atime below too (set by utimes while attr_dirty) */
 	int64_t atime;
 	int64_t dirty_since_ms; /* CLOCK_BOOTTIME of the oldest unflushed change, 0: clean */
-	uint64_t ra_next;     /* where a sequential reader continues (readahead trigger) */
-	uint64_t ra_block;    /* + 1: the block whose readahead was last queued (0: none) */
-	int dirty;            /* nblocks || attr_dirty; written under lock, read atomically
+	uint64_t ra_next;       /* where a sequential reader continues (readahead trigger) */
+	uint64_t ra_block;      /* + 1: the block whose readahead was last queued (0: none) */
+	int dirty;              /* nblocks || attr_dirty; written under lock, read atomically
 			       * under fs->nodes_lock (which must never wait for a node lock) */
 };
 
@@ -108,7 +108,7 @@ struct rfs_fs {
 	pthread_mutex_t space_lock;    /* the cache disk's free space, as last seen: */
 	int64_t space_ms;
 	uint64_t space_avail, space_reserve;
-	pthread_mutex_t sib_lock;      /* directories whose files were prefetched lately: */
+	pthread_mutex_t sib_lock; /* directories whose files were prefetched lately: */
 	uint64_t sib_dir[RFS_SIBLING_DIRS];
 	int64_t sib_time[RFS_SIBLING_DIRS];
 	struct rfs_format format;
@@ -119,8 +119,8 @@ struct rfs_fs {
 	uint64_t free_ids[RFS_STAGING_POOL];
 	size_t nfree;
 	uint64_t free_next;
-	int64_t mount_time;         /* ns: times of the virtual .trash directory */
-	int64_t last_purge_ms;      /* bg thread only */
+	int64_t mount_time;    /* ns: times of the virtual .trash directory */
+	int64_t last_purge_ms; /* bg thread only */
 
 	pthread_mutex_t nodes_lock;
 	struct node *nodes[4096]; /* protected by nodes_lock */

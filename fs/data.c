@@ -189,7 +189,8 @@ static struct rfs_win *fetch_window(struct rfs_fs *fs, const struct rfs_block_lo
 	if (*rc < 0) {
 		char cause[256];
 		rfs_store_error(fs->store, cause, sizeof(cause));
-		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, start, cause[0] ? cause : strerror(-*rc));
+		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, start,
+			cause[0] ? cause : strerror(-*rc));
 		rfs_wincache_done(fs->wincache, win, &b, *rc);
 		rfs_wincache_put(fs->wincache, win);
 		rfs_buf_free(&b);
@@ -224,8 +225,10 @@ static int load_from_range(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], 
 	}
 	close(fd);
 	if (rc == 0 && rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, buf) < 0) {
-		RFS_LOG(LOG_WARNING, "a cached range of pack %s is damaged on the cache disk; fetching from the "
-			"store", want->pack);
+		RFS_LOG(LOG_WARNING,
+			"a cached range of pack %s is damaged on the cache disk; fetching from the "
+			"store",
+			want->pack);
 		rc = -ENOENT;
 	}
 	free(src);
@@ -267,8 +270,10 @@ static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], cons
 		char key[64], hex[2 * RFS_HASH_LEN + 1];
 		rfs_pack_key(want->pack, key, sizeof(key));
 		rfs_hex(hash, RFS_HASH_LEN, hex);
-		RFS_LOG(LOG_ERR, "pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
-			"run 'roamfs fsck' on the store", key, hex, want->off);
+		RFS_LOG(LOG_ERR,
+			"pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
+			"run 'roamfs fsck' on the store",
+			key, hex, want->off);
 		rc = -EIO;
 		goto out;
 	}
@@ -304,8 +309,7 @@ static int load_cached_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN]
  * On success *out is a malloc'd buffer of the block's *len bytes, which the caller frees
  * (a small file's block costs a few KiB, not a block size). *fetched (if not NULL) is set
  * when a small block's pack range had to come from the store. */
-static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t **out, uint32_t *len,
-		      int *fetched)
+static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t **out, uint32_t *len, int *fetched)
 {
 	if (load_cached_block(fs, hash, out, len) == 0)
 		return 0;
@@ -339,7 +343,8 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 	if (rc < 0) {
 		char cause[256];
 		rfs_store_error(fs->store, cause, sizeof(cause));
-		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, loc.off, cause[0] ? cause : strerror(-rc));
+		RFS_LOG(LOG_ERR, "cannot read pack %s at %" PRIu64 ": %s", key, loc.off,
+			cause[0] ? cause : strerror(-rc));
 		rc = -EIO;
 		goto out;
 	}
@@ -350,8 +355,10 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 	rfs_buf_free(&b);
 	if (rc < 0) {
 		rfs_hex(hash, RFS_HASH_LEN, hex);
-		RFS_LOG(LOG_ERR, "pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
-			"run 'roamfs fsck' on the store", key, hex, loc.off);
+		RFS_LOG(LOG_ERR,
+			"pack %s is corrupt: block %s at offset %" PRIu64 " fails its hash check; "
+			"run 'roamfs fsck' on the store",
+			key, hex, loc.off);
 		rc = -EIO;
 		goto out;
 	}
@@ -447,8 +454,8 @@ static void queue_siblings(struct rfs_fs *fs, uint64_t ino)
 
 /* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
  * Bytes past the block's stored length read as zeros. */
-static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off,
-			   uint32_t len, char *out)
+static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off, uint32_t len,
+			   char *out)
 {
 	if (n && dblock_find(n, idx)) {
 		char path[PATH_MAX];
@@ -752,7 +759,8 @@ ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf
 	if (core_check_writable(fs))
 		return -EROFS;
 	if (staging_space_ok(fs, size) < 0) {
-		RFS_LOG(LOG_WARNING, "cache disk of '%s' is nearly full: refusing a write to inode %" PRIu64
+		RFS_LOG(LOG_WARNING,
+			"cache disk of '%s' is nearly full: refusing a write to inode %" PRIu64
 			" with ENOSPC until staged data is uploaded (free space there or lower --cache-size)",
 			fs->cache_dir, ino);
 		core_bg_kick(fs);
@@ -815,8 +823,10 @@ ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf
 	}
 	update_dirty(n);
 	if (rc == -ENOSPC || rc == -EDQUOT)
-		RFS_LOG(LOG_WARNING, "staging area on '%s' is full: a write to inode %" PRIu64 " failed "
-			"(free space on the cache disk or lower --cache-size)", fs->cache_dir, ino);
+		RFS_LOG(LOG_WARNING,
+			"staging area on '%s' is full: a write to inode %" PRIu64 " failed "
+			"(free space on the cache disk or lower --cache-size)",
+			fs->cache_dir, ino);
 out:
 	pthread_mutex_unlock(&n->lock);
 	core_node_put(fs, n);
@@ -882,8 +892,8 @@ static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
 	if (rc < 0) {
 		char cause[256];
 		rfs_store_error(fs->store, cause, sizeof(cause));
-		RFS_LOG(LOG_WARNING, "cannot upload pack %s: %s; the data stays in staging and is retried",
-			key, cause[0] ? cause : strerror(-rc));
+		RFS_LOG(LOG_WARNING, "cannot upload pack %s: %s; the data stays in staging and is retried", key,
+			cause[0] ? cause : strerror(-rc));
 		goto out;
 	}
 	if (b->ne + b->pack.count > b->cape) {
@@ -937,8 +947,7 @@ static int all_zero(const uint8_t *p, size_t n)
 }
 
 /* Seals the dirty blocks of one node into the batch. Caller holds fs->flush_lock. */
-static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, struct attr_snap *snap,
-		     uint8_t *buf)
+static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, struct attr_snap *snap, uint8_t *buf)
 {
 	uint32_t bs = fs->format.block_size;
 	pthread_mutex_lock(&n->lock);
@@ -1360,8 +1369,9 @@ int rfs_setattr(struct rfs_fs *fs, uint64_t ino, const struct stat *in, int to_s
 				n->atime = (int64_t)in->st_atim.tv_sec * 1000000000 + in->st_atim.tv_nsec;
 			if (to_set & (RFS_SET_ATIME | RFS_SET_ATIME_NOW))
 				n->atime_set = 1;
-			n->ctime = (to_set & RFS_SET_CTIME) ? (int64_t)in->st_ctim.tv_sec * 1000000000 + in->st_ctim.tv_nsec
-							   : now;
+			n->ctime = (to_set & RFS_SET_CTIME)
+				       ? (int64_t)in->st_ctim.tv_sec * 1000000000 + in->st_ctim.tv_nsec
+				       : now;
 			n->attr_gen++;
 			mark_dirty(n);
 			rc = 0;

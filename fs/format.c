@@ -116,7 +116,9 @@ int rfs_format_read(struct rfs_store *s, struct rfs_format *f, char *err, size_t
 	memset(f, 0, sizeof(*f));
 	if (json_int(body, "roamfs", &version) < 0 || json_string(body, "uuid", f->uuid, sizeof(f->uuid)) < 0 ||
 	    json_int(body, "block_size", &bs) < 0 || json_string(body, "compression", comp, sizeof(comp)) < 0) {
-		snprintf(err, errlen, "the format record %s in '%s' is damaged; re-create it with 'roamfs format --force' only if you know the block size",
+		snprintf(err, errlen,
+			 "the format record %s in '%s' is damaged; re-create it with 'roamfs format --force' only if "
+			 "you know the block size",
 			 FORMAT_KEY, s->url);
 		rc = -EINVAL;
 		goto out;

@@ -27,7 +27,7 @@ struct rfs_format {
 	int version;
 	char uuid[33];
 	uint32_t block_size;
-	int compress; /* 1: lz4, 0: none */
+	int compress;        /* 1: lz4, 0: none */
 	char meta_url[1024]; /* "" or the store that holds log/, snap/, hosts/ (format --meta) */
 };
 

@@ -21,10 +21,10 @@ int rfs_log_open(const char *path, int to_stderr, int to_syslog);
 void rfs_log_close(void);
 void rfs_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define RFS_LOG(level, ...)                                                                        \
-	do {                                                                                       \
-		if ((level) <= rfs_log_level)                                                      \
-			rfs_log_write((level), __VA_ARGS__);                                       \
+#define RFS_LOG(level, ...)                                  \
+	do {                                                 \
+		if ((level) <= rfs_log_level)                \
+			rfs_log_write((level), __VA_ARGS__); \
 	} while (0)
 
 #endif

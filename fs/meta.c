@@ -19,31 +19,31 @@
 #define META_SCHEMA_VERSION 1
 
 static const char *const shared_tables[] = {"inodes", "dentries", "symlinks", "bmap",
-					    "blocks", "xattrs", "ranges", "trash"};
+					    "blocks", "xattrs",   "ranges",   "trash"};
 
 static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS inodes(ino INTEGER PRIMARY KEY, mode INT NOT NULL, uid INT NOT NULL,"
-	" gid INT NOT NULL, nlink INT NOT NULL, size INT NOT NULL, rdev INT NOT NULL,"
-	" atime INT NOT NULL, mtime INT NOT NULL, ctime INT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS dentries(parent INT NOT NULL, name TEXT NOT NULL, ino INT NOT NULL,"
-	" cookie INT NOT NULL, PRIMARY KEY(parent, name)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS dentries_cookie ON dentries(parent, cookie);"
-	"CREATE INDEX IF NOT EXISTS dentries_ino ON dentries(ino);"
-	"CREATE TABLE IF NOT EXISTS symlinks(ino INTEGER PRIMARY KEY, target BLOB NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS bmap(ino INT NOT NULL, idx INT NOT NULL, hash BLOB NOT NULL,"
-	" PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS blocks(hash BLOB PRIMARY KEY, pack TEXT NOT NULL, off INT NOT NULL,"
-	" slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS blocks_pack ON blocks(pack, off);"
-	"CREATE TABLE IF NOT EXISTS xattrs(ino INT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
-	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS ranges(start INTEGER PRIMARY KEY, host TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS trash(ino INTEGER PRIMARY KEY, name TEXT NOT NULL, parent INT NOT NULL,"
-	" deleted INT NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS trash_name ON trash(name);"
-	"CREATE TABLE IF NOT EXISTS pending(id INTEGER PRIMARY KEY AUTOINCREMENT, cs BLOB NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS local(key TEXT PRIMARY KEY, value);"
-	"CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY, time INT NOT NULL, what TEXT NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS inodes(ino INTEGER PRIMARY KEY, mode INT NOT NULL, uid INT NOT NULL,"
+    " gid INT NOT NULL, nlink INT NOT NULL, size INT NOT NULL, rdev INT NOT NULL,"
+    " atime INT NOT NULL, mtime INT NOT NULL, ctime INT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS dentries(parent INT NOT NULL, name TEXT NOT NULL, ino INT NOT NULL,"
+    " cookie INT NOT NULL, PRIMARY KEY(parent, name)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS dentries_cookie ON dentries(parent, cookie);"
+    "CREATE INDEX IF NOT EXISTS dentries_ino ON dentries(ino);"
+    "CREATE TABLE IF NOT EXISTS symlinks(ino INTEGER PRIMARY KEY, target BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS bmap(ino INT NOT NULL, idx INT NOT NULL, hash BLOB NOT NULL,"
+    " PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS blocks(hash BLOB PRIMARY KEY, pack TEXT NOT NULL, off INT NOT NULL,"
+    " slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS blocks_pack ON blocks(pack, off);"
+    "CREATE TABLE IF NOT EXISTS xattrs(ino INT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY(ino, name)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ranges(start INTEGER PRIMARY KEY, host TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS trash(ino INTEGER PRIMARY KEY, name TEXT NOT NULL, parent INT NOT NULL,"
+    " deleted INT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS trash_name ON trash(name);"
+    "CREATE TABLE IF NOT EXISTS pending(id INTEGER PRIMARY KEY AUTOINCREMENT, cs BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS local(key TEXT PRIMARY KEY, value);"
+    "CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY, time INT NOT NULL, what TEXT NOT NULL);";
 
 enum stmt_id {
 	S_GET_ATTR,
@@ -94,58 +94,58 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S_COUNT] = {
-	[S_GET_ATTR] = "SELECT mode,uid,gid,nlink,size,rdev,atime,mtime,ctime FROM inodes WHERE ino=?",
-	[S_PUT_ATTR] = "INSERT INTO inodes(ino,mode,uid,gid,nlink,size,rdev,atime,mtime,ctime)"
-		       " VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(ino) DO UPDATE SET mode=excluded.mode,"
-		       " uid=excluded.uid, gid=excluded.gid, nlink=excluded.nlink, size=excluded.size,"
-		       " rdev=excluded.rdev, atime=excluded.atime, mtime=excluded.mtime, ctime=excluded.ctime",
-	[S_DEL_INODE] = "DELETE FROM inodes WHERE ino=?",
-	[S_DEL_BMAP_ALL] = "DELETE FROM bmap WHERE ino=?",
-	[S_DEL_XATTR_ALL] = "DELETE FROM xattrs WHERE ino=?",
-	[S_DEL_SYMLINK] = "DELETE FROM symlinks WHERE ino=?",
-	[S_LOOKUP] = "SELECT ino FROM dentries WHERE parent=? AND name=?",
-	[S_ADD_DENTRY] = "INSERT INTO dentries(parent,name,ino,cookie) VALUES(?,?,?,?)",
-	[S_DEL_DENTRY] = "DELETE FROM dentries WHERE parent=? AND name=?",
-	[S_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent=? LIMIT 1",
-	[S_READDIR] = "SELECT d.name, d.ino, i.mode, d.cookie FROM dentries d LEFT JOIN inodes i ON i.ino=d.ino"
-		      " WHERE d.parent=? AND d.cookie>? ORDER BY d.cookie",
-	[S_COUNT_SUBDIRS] = "SELECT count(*) FROM dentries d JOIN inodes i ON i.ino=d.ino WHERE d.parent=?"
-			    " AND (i.mode & 61440)=16384",
-	[S_PARENT_OF] = "SELECT parent FROM dentries WHERE ino=? LIMIT 1",
-	[S_GET_SYMLINK] = "SELECT target FROM symlinks WHERE ino=?",
-	[S_SET_SYMLINK] = "INSERT OR REPLACE INTO symlinks(ino,target) VALUES(?,?)",
-	[S_BMAP_GET] = "SELECT hash FROM bmap WHERE ino=? AND idx=?",
-	[S_BMAP_SET] = "INSERT INTO bmap(ino,idx,hash) VALUES(?,?,?) ON CONFLICT(ino,idx) DO UPDATE SET"
-		       " hash=excluded.hash WHERE hash IS NOT excluded.hash",
-	[S_BMAP_DEL] = "DELETE FROM bmap WHERE ino=? AND idx=?",
-	[S_BMAP_TRUNC] = "DELETE FROM bmap WHERE ino=? AND idx>=?",
-	[S_BMAP_EACH] = "SELECT idx, hash FROM bmap WHERE ino=? ORDER BY idx",
-	[S_BLOCK_GET] = "SELECT pack,off,slen,rlen,codec FROM blocks WHERE hash=?",
-	[S_BLOCK_PUT] = "INSERT OR IGNORE INTO blocks(hash,pack,off,slen,rlen,codec) VALUES(?,?,?,?,?,?)",
-	[S_BLOCKS_RANGE] = "SELECT hash,off,slen,rlen,codec FROM blocks WHERE pack=? AND off>=? AND off<? ORDER BY off",
-	[S_XATTR_GET] = "SELECT value FROM xattrs WHERE ino=? AND name=?",
-	[S_XATTR_INSERT] = "INSERT INTO xattrs(ino,name,value) VALUES(?,?,?)",
-	[S_XATTR_UPDATE] = "UPDATE xattrs SET value=? WHERE ino=? AND name=?",
-	[S_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino=? ORDER BY name",
-	[S_XATTR_DEL] = "DELETE FROM xattrs WHERE ino=? AND name=?",
-	[S_LOCAL_GET] = "SELECT value FROM local WHERE key=?",
-	[S_LOCAL_SET] = "INSERT OR REPLACE INTO local(key,value) VALUES(?,?)",
-	[S_RANGE_TAKEN] = "SELECT 1 FROM ranges WHERE start=?",
-	[S_ADD_RANGE] = "INSERT INTO ranges(start,host) VALUES(?,?)",
-	[S_PENDING_ADD] = "INSERT INTO pending(cs) VALUES(?)",
-	[S_PENDING_SCAN] = "SELECT id, cs FROM pending WHERE id<=? ORDER BY id",
-	[S_PENDING_DEL] = "DELETE FROM pending WHERE id<=?",
-	[S_PENDING_COUNT] = "SELECT count(*) FROM pending",
-	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino NOT IN (SELECT ino FROM trash)",
-	[S_COUNT_INODES] = "SELECT count(*) FROM inodes",
-	[S_TOTAL_SIZE] = "SELECT coalesce(sum(size),0) FROM inodes WHERE (mode & 61440)=32768",
-	[S_BLOCKS_EACH] = "SELECT b.hash, b.pack, b.off, b.slen, b.rlen, b.codec,"
-			  " EXISTS(SELECT 1 FROM bmap m WHERE m.hash=b.hash) FROM blocks b ORDER BY b.pack, b.off",
-	[S_BMAP_UNPLACED] = "SELECT m.ino, m.idx, m.hash FROM bmap m WHERE NOT EXISTS"
-			    " (SELECT 1 FROM blocks b WHERE b.hash=m.hash) ORDER BY m.hash, m.ino, m.idx",
-	[S_FILES_WITH_BLOCK] = "SELECT ino, min(idx) FROM bmap WHERE hash=? GROUP BY ino ORDER BY ino",
-	[S_NAME_OF] = "SELECT parent, name FROM dentries WHERE ino=? ORDER BY parent, name LIMIT 1",
-	[S_BLOCK_DEL] = "DELETE FROM blocks WHERE hash=?",
+    [S_GET_ATTR] = "SELECT mode,uid,gid,nlink,size,rdev,atime,mtime,ctime FROM inodes WHERE ino=?",
+    [S_PUT_ATTR] = "INSERT INTO inodes(ino,mode,uid,gid,nlink,size,rdev,atime,mtime,ctime)"
+		   " VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(ino) DO UPDATE SET mode=excluded.mode,"
+		   " uid=excluded.uid, gid=excluded.gid, nlink=excluded.nlink, size=excluded.size,"
+		   " rdev=excluded.rdev, atime=excluded.atime, mtime=excluded.mtime, ctime=excluded.ctime",
+    [S_DEL_INODE] = "DELETE FROM inodes WHERE ino=?",
+    [S_DEL_BMAP_ALL] = "DELETE FROM bmap WHERE ino=?",
+    [S_DEL_XATTR_ALL] = "DELETE FROM xattrs WHERE ino=?",
+    [S_DEL_SYMLINK] = "DELETE FROM symlinks WHERE ino=?",
+    [S_LOOKUP] = "SELECT ino FROM dentries WHERE parent=? AND name=?",
+    [S_ADD_DENTRY] = "INSERT INTO dentries(parent,name,ino,cookie) VALUES(?,?,?,?)",
+    [S_DEL_DENTRY] = "DELETE FROM dentries WHERE parent=? AND name=?",
+    [S_DIR_EMPTY] = "SELECT 1 FROM dentries WHERE parent=? LIMIT 1",
+    [S_READDIR] = "SELECT d.name, d.ino, i.mode, d.cookie FROM dentries d LEFT JOIN inodes i ON i.ino=d.ino"
+		  " WHERE d.parent=? AND d.cookie>? ORDER BY d.cookie",
+    [S_COUNT_SUBDIRS] = "SELECT count(*) FROM dentries d JOIN inodes i ON i.ino=d.ino WHERE d.parent=?"
+			" AND (i.mode & 61440)=16384",
+    [S_PARENT_OF] = "SELECT parent FROM dentries WHERE ino=? LIMIT 1",
+    [S_GET_SYMLINK] = "SELECT target FROM symlinks WHERE ino=?",
+    [S_SET_SYMLINK] = "INSERT OR REPLACE INTO symlinks(ino,target) VALUES(?,?)",
+    [S_BMAP_GET] = "SELECT hash FROM bmap WHERE ino=? AND idx=?",
+    [S_BMAP_SET] = "INSERT INTO bmap(ino,idx,hash) VALUES(?,?,?) ON CONFLICT(ino,idx) DO UPDATE SET"
+		   " hash=excluded.hash WHERE hash IS NOT excluded.hash",
+    [S_BMAP_DEL] = "DELETE FROM bmap WHERE ino=? AND idx=?",
+    [S_BMAP_TRUNC] = "DELETE FROM bmap WHERE ino=? AND idx>=?",
+    [S_BMAP_EACH] = "SELECT idx, hash FROM bmap WHERE ino=? ORDER BY idx",
+    [S_BLOCK_GET] = "SELECT pack,off,slen,rlen,codec FROM blocks WHERE hash=?",
+    [S_BLOCK_PUT] = "INSERT OR IGNORE INTO blocks(hash,pack,off,slen,rlen,codec) VALUES(?,?,?,?,?,?)",
+    [S_BLOCKS_RANGE] = "SELECT hash,off,slen,rlen,codec FROM blocks WHERE pack=? AND off>=? AND off<? ORDER BY off",
+    [S_XATTR_GET] = "SELECT value FROM xattrs WHERE ino=? AND name=?",
+    [S_XATTR_INSERT] = "INSERT INTO xattrs(ino,name,value) VALUES(?,?,?)",
+    [S_XATTR_UPDATE] = "UPDATE xattrs SET value=? WHERE ino=? AND name=?",
+    [S_XATTR_LIST] = "SELECT name FROM xattrs WHERE ino=? ORDER BY name",
+    [S_XATTR_DEL] = "DELETE FROM xattrs WHERE ino=? AND name=?",
+    [S_LOCAL_GET] = "SELECT value FROM local WHERE key=?",
+    [S_LOCAL_SET] = "INSERT OR REPLACE INTO local(key,value) VALUES(?,?)",
+    [S_RANGE_TAKEN] = "SELECT 1 FROM ranges WHERE start=?",
+    [S_ADD_RANGE] = "INSERT INTO ranges(start,host) VALUES(?,?)",
+    [S_PENDING_ADD] = "INSERT INTO pending(cs) VALUES(?)",
+    [S_PENDING_SCAN] = "SELECT id, cs FROM pending WHERE id<=? ORDER BY id",
+    [S_PENDING_DEL] = "DELETE FROM pending WHERE id<=?",
+    [S_PENDING_COUNT] = "SELECT count(*) FROM pending",
+    [S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino NOT IN (SELECT ino FROM trash)",
+    [S_COUNT_INODES] = "SELECT count(*) FROM inodes",
+    [S_TOTAL_SIZE] = "SELECT coalesce(sum(size),0) FROM inodes WHERE (mode & 61440)=32768",
+    [S_BLOCKS_EACH] = "SELECT b.hash, b.pack, b.off, b.slen, b.rlen, b.codec,"
+		      " EXISTS(SELECT 1 FROM bmap m WHERE m.hash=b.hash) FROM blocks b ORDER BY b.pack, b.off",
+    [S_BMAP_UNPLACED] = "SELECT m.ino, m.idx, m.hash FROM bmap m WHERE NOT EXISTS"
+			" (SELECT 1 FROM blocks b WHERE b.hash=m.hash) ORDER BY m.hash, m.ino, m.idx",
+    [S_FILES_WITH_BLOCK] = "SELECT ino, min(idx) FROM bmap WHERE hash=? GROUP BY ino ORDER BY ino",
+    [S_NAME_OF] = "SELECT parent, name FROM dentries WHERE ino=? ORDER BY parent, name LIMIT 1",
+    [S_BLOCK_DEL] = "DELETE FROM blocks WHERE hash=?",
 };
 
 struct rfs_meta {
@@ -211,26 +211,28 @@ int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t err
 		return -ENOMEM;
 	pthread_mutex_init(&m->lock, NULL);
 	int rc = 0;
-	if (sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
 		snprintf(err, errlen, "cannot open metadata database '%s': %s", path,
 			 m->db ? sqlite3_errmsg(m->db) : "out of memory");
 		rc = -EIO;
 		goto fail;
 	}
 	sqlite3_busy_timeout(m->db, 5000);
-	if (exec(m, "PRAGMA journal_mode=WAL") < 0 ||
-	    exec(m, "PRAGMA synchronous=NORMAL") < 0 || exec(m, "PRAGMA cache_size=-16384") < 0 ||
-	    exec(m, schema_sql) < 0) {
-		snprintf(err, errlen, "cannot initialise metadata database '%s': %s (is the cache disk full or read-only?)",
-			 path, sqlite3_errmsg(m->db));
+	if (exec(m, "PRAGMA journal_mode=WAL") < 0 || exec(m, "PRAGMA synchronous=NORMAL") < 0 ||
+	    exec(m, "PRAGMA cache_size=-16384") < 0 || exec(m, schema_sql) < 0) {
+		snprintf(err, errlen,
+			 "cannot initialise metadata database '%s': %s (is the cache disk full or read-only?)", path,
+			 sqlite3_errmsg(m->db));
 		rc = -EIO;
 		goto fail;
 	}
 	int64_t ver = 0;
 	if (rfs_meta_local_get_int(m, "schema", &ver) == 0 && ver != META_SCHEMA_VERSION) {
-		snprintf(err, errlen, "metadata database '%s' has schema %lld, this roamfs knows %d; "
-			 "remove it to rebuild from the store", path, (long long)ver, META_SCHEMA_VERSION);
+		snprintf(err, errlen,
+			 "metadata database '%s' has schema %lld, this roamfs knows %d; "
+			 "remove it to rebuild from the store",
+			 path, (long long)ver, META_SCHEMA_VERSION);
 		rc = -EPROTO;
 		goto fail;
 	}
@@ -240,8 +242,7 @@ int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t err
 	{
 		char sql[256];
 		int64_t now = rfs_now_ns();
-		snprintf(sql, sizeof(sql),
-			 "INSERT OR IGNORE INTO inodes VALUES(1,%u,%u,%u,2,0,0,%lld,%lld,%lld)",
+		snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO inodes VALUES(1,%u,%u,%u,2,0,0,%lld,%lld,%lld)",
 			 (unsigned)(S_IFDIR | 0755), (unsigned)getuid(), (unsigned)getgid(), (long long)now,
 			 (long long)now, (long long)now);
 		if (exec(m, sql) < 0) {
@@ -937,7 +938,8 @@ int rfs_meta_pending_collect(struct rfs_meta *m, struct rfs_buf *out, int64_t *u
 	int r;
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
 		max_id = sqlite3_column_int64(s, 0);
-		if (sqlite3changegroup_add(g, sqlite3_column_bytes(s, 1), (void *)sqlite3_column_blob(s, 1)) != SQLITE_OK) {
+		if (sqlite3changegroup_add(g, sqlite3_column_bytes(s, 1), (void *)sqlite3_column_blob(s, 1)) !=
+		    SQLITE_OK) {
 			RFS_LOG(LOG_ERR, "pending change %lld cannot be combined", (long long)max_id);
 			rc = -EIO;
 			break;
@@ -1288,13 +1290,15 @@ int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const 
 			rc = run(m, s, "adding a conflict copy");
 			if (rc < 0)
 				goto out;
-			snprintf(what, sizeof(what), "'%s' (dir %llu) was created on another host too; ours is now '%s'",
-				 d->name, (unsigned long long)d->parent, newname);
+			snprintf(what, sizeof(what),
+				 "'%s' (dir %llu) was created on another host too; ours is now '%s'", d->name,
+				 (unsigned long long)d->parent, newname);
 			record_conflict(m, what);
 		}
 		if (rc_ctx.other) {
 			char what[128];
-			snprintf(what, sizeof(what), "%d rows changed on this and another host; this host's later values kept",
+			snprintf(what, sizeof(what),
+				 "%d rows changed on this and another host; this host's later values kept",
 				 rc_ctx.other);
 			RFS_LOG(LOG_INFO, "sync: %s", what);
 		}
@@ -1577,8 +1581,7 @@ int rfs_meta_pending_range(struct rfs_meta *m, int64_t *lo, int64_t *hi)
 
 /* ---------- trash ---------- */
 
-static int trash_exec(struct rfs_meta *m, const char *sql, uint64_t ino, const char *name, uint64_t parent,
-		      int64_t t)
+static int trash_exec(struct rfs_meta *m, const char *sql, uint64_t ino, const char *name, uint64_t parent, int64_t t)
 {
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
@@ -1637,10 +1640,11 @@ int rfs_meta_trash_has(struct rfs_meta *m, uint64_t ino)
 int rfs_meta_trash_list(struct rfs_meta *m, uint64_t after, int64_t before_ns, rfs_dirent_cb cb, void *arg)
 {
 	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(m->db,
-			       "SELECT t.name, t.ino, coalesce(i.mode, 32768) FROM trash t LEFT JOIN inodes i ON i.ino=t.ino"
-			       " WHERE t.ino>? AND t.deleted<? ORDER BY t.ino",
-			       -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		m->db,
+		"SELECT t.name, t.ino, coalesce(i.mode, 32768) FROM trash t LEFT JOIN inodes i ON i.ino=t.ino"
+		" WHERE t.ino>? AND t.deleted<? ORDER BY t.ino",
+		-1, &s, NULL) != SQLITE_OK)
 		return sql_fail(m, "listing the trash");
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
 	sqlite3_bind_int64(s, 2, before_ns);

@@ -61,8 +61,8 @@ int rfs_meta_set_exclusive(struct rfs_meta *m);
 
 void rfs_meta_lock(struct rfs_meta *m);
 void rfs_meta_unlock(struct rfs_meta *m);
-int rfs_meta_begin(struct rfs_meta *m);    /* lock + BEGIN + start recording */
-int rfs_meta_commit(struct rfs_meta *m);   /* record changeset in pending + COMMIT + unlock */
+int rfs_meta_begin(struct rfs_meta *m);     /* lock + BEGIN + start recording */
+int rfs_meta_commit(struct rfs_meta *m);    /* record changeset in pending + COMMIT + unlock */
 void rfs_meta_rollback(struct rfs_meta *m); /* ROLLBACK + unlock */
 /* lock + BEGIN without recording: for applying log entries and local bookkeeping.
  * Ends with rfs_meta_commit() / rfs_meta_rollback() like a recorded one. */
@@ -148,8 +148,8 @@ int rfs_meta_changeset_touched(const void *cs, size_t len, rfs_touch_cb cb, void
 int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const char *host_id);
 
 /* Calls cb for each recorded conflict, newest first, up to limit. */
-int rfs_meta_conflicts(struct rfs_meta *m, int limit,
-		       int (*cb)(void *arg, int64_t time_ns, const char *what), void *arg);
+int rfs_meta_conflicts(struct rfs_meta *m, int limit, int (*cb)(void *arg, int64_t time_ns, const char *what),
+		       void *arg);
 
 /* Writes a copy of the replicated state to path (a new SQLite file) for a checkpoint: the
  * shared tables plus the log position (applied_seq, head_hash); no host-local state.
@@ -179,8 +179,7 @@ int rfs_meta_total_size(struct rfs_meta *m, uint64_t *bytes);
 int rfs_meta_index_block_refs(struct rfs_meta *m);
 /* Calls cb for every `blocks` row in (pack, off) order; live is 1 when some bmap row names
  * the hash. loc and hash are valid during the call. Non-zero from cb stops and is returned. */
-typedef int (*rfs_block_row_cb)(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc,
-				int live);
+typedef int (*rfs_block_row_cb)(void *arg, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc, int live);
 int rfs_meta_blocks_each(struct rfs_meta *m, rfs_block_row_cb cb, void *arg);
 /* A block map row (ino, idx, hash); hash valid during the call. Non-zero stops. */
 typedef int (*rfs_bmap_row_cb)(void *arg, uint64_t ino, uint64_t idx, const uint8_t hash[RFS_HASH_LEN]);

@@ -37,8 +37,8 @@ static void touch_dir(struct rfs_attr *dir, int64_t now)
 	dir->ctime = now;
 }
 
-static int acl_inherit(struct rfs_fs *fs, uint64_t parent, struct rfs_attr *a, uint32_t umask,
-		       struct rfs_buf *access, struct rfs_buf *dflt);
+static int acl_inherit(struct rfs_fs *fs, uint64_t parent, struct rfs_attr *a, uint32_t umask, struct rfs_buf *access,
+		       struct rfs_buf *dflt);
 
 /* Creates an inode and its entry in one transaction. */
 static int create_node(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
@@ -122,8 +122,7 @@ int rfs_mknod(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mod
 	      uint32_t uid, uint32_t gid, struct stat *out)
 {
 	struct rfs_attr a;
-	if (!S_ISREG(mode) && !S_ISDIR(mode) && !S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISFIFO(mode) &&
-	    !S_ISSOCK(mode))
+	if (!S_ISREG(mode) && !S_ISDIR(mode) && !S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode))
 		return -EINVAL;
 	int rc = create_node(fs, parent, name, mode, rdev, umask, uid, gid, NULL, &a);
 	if (rc == 0)
@@ -142,8 +141,8 @@ int rfs_create(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mo
 	return rfs_open(fs, a.ino, flags & ~O_TRUNC);
 }
 
-int rfs_symlink(struct rfs_fs *fs, uint64_t parent, const char *name, const char *target, uint32_t uid,
-		uint32_t gid, struct stat *out)
+int rfs_symlink(struct rfs_fs *fs, uint64_t parent, const char *name, const char *target, uint32_t uid, uint32_t gid,
+		struct stat *out)
 {
 	struct rfs_attr a;
 	if (strlen(target) >= PATH_MAX)
@@ -443,7 +442,7 @@ int rfs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t ne
 	if (newparent == RFS_TRASH_INO || (flags & RENAME_EXCHANGE && parent == RFS_TRASH_INO))
 		return -EPERM;
 	if (core_trash_on(fs) && ((parent == RFS_ROOT_INO && !strcmp(name, RFS_TRASH_NAME)) ||
-			     (newparent == RFS_ROOT_INO && !strcmp(newname, RFS_TRASH_NAME))))
+				  (newparent == RFS_ROOT_INO && !strcmp(newname, RFS_TRASH_NAME))))
 		return -EPERM;
 	if (parent == RFS_TRASH_INO) {
 		rc = rfs_meta_begin(fs->meta);
@@ -695,8 +694,8 @@ out:
  * *access, if it says more than the mode) and, for a directory, its default ACL (*dflt)
  * come from it and the umask is ignored; without one the umask applies. Inside a metadata
  * transaction; a->mode is updated. */
-static int acl_inherit(struct rfs_fs *fs, uint64_t parent, struct rfs_attr *a, uint32_t umask,
-		       struct rfs_buf *access, struct rfs_buf *dflt)
+static int acl_inherit(struct rfs_fs *fs, uint64_t parent, struct rfs_attr *a, uint32_t umask, struct rfs_buf *access,
+		       struct rfs_buf *dflt)
 {
 	struct rfs_acl *acl = NULL;
 	int rc = rfs_meta_xattr_get(fs->meta, parent, RFS_ACL_DEFAULT, dflt);
@@ -722,8 +721,7 @@ out:
 
 /* Setting an access ACL sets the mode's permission bits; one that says no more than the
  * mode is not stored (as ext4 does). A default ACL is for directories only. */
-static int acl_set(struct rfs_fs *fs, struct rfs_attr *a, const char *name, const void *value, size_t size,
-		   int flags)
+static int acl_set(struct rfs_fs *fs, struct rfs_attr *a, const char *name, const void *value, size_t size, int flags)
 {
 	struct rfs_acl *acl = NULL;
 	int rc = acl_load(value, size, &acl);

@@ -152,8 +152,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct stat st;
-	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, S_IFDIR | (mode & 07777), 0, c->umask, c->uid, c->gid,
-			   &st);
+	int rc = rfs_mknod(ctx_of(req)->fs, parent, name, S_IFDIR | (mode & 07777), 0, c->umask, c->uid, c->gid, &st);
 	reply_entry(req, &st, rc, 0);
 }
 
@@ -182,8 +181,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -rfs_rmdir(ctx_of(req)->fs, parent, name));
 }
 
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		      const char *newname, unsigned int flags)
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
 {
 	fuse_reply_err(req, -rfs_rename(ctx_of(req)->fs, parent, name, newparent, newname, flags));
 }
@@ -235,8 +234,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	free(buf);
 }
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)fi;
 	ssize_t n = rfs_write(ctx_of(req)->fs, ino, (uint64_t)off, buf, size);
@@ -394,8 +392,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &st);
 }
 
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
-			int flags)
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
 	fuse_reply_err(req, -rfs_setxattr(ctx_of(req)->fs, ino, name, value, size, flags));
 }
@@ -439,46 +436,45 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fuse_reply_err(req, -rfs_removexattr(ctx_of(req)->fs, ino, name));
 }
 
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
-			 struct fuse_file_info *fi)
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, struct fuse_file_info *fi)
 {
 	(void)fi;
 	fuse_reply_err(req, -rfs_fallocate(ctx_of(req)->fs, ino, mode, (uint64_t)off, (uint64_t)len));
 }
 
 static const struct fuse_lowlevel_ops rfs_ll_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.readlink = op_readlink,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.link = op_link,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	/* no .flush: libfuse answers ENOSYS once and the kernel stops sending FLUSH on every
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    /* no .flush: libfuse answers ENOSYS once and the kernel stops sending FLUSH on every
 	 * close(2) (one round trip per file in an import or a copy). Locks are the kernel's own,
 	 * and release already wakes the flusher when the last writer closes. */
-	.release = op_release,
-	.fsync = op_fsync,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.fsyncdir = op_fsyncdir,
-	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
-	.create = op_create,
-	.fallocate = op_fallocate,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .create = op_create,
+    .fallocate = op_fallocate,
 };
 
 /* Like fuse_daemonize(), but the parent waits until the child says it is ready (a byte on
@@ -517,8 +513,8 @@ static int daemonize(int *ready_fd)
 	return 0;
 }
 
-int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg,
-		 char *err, size_t errlen)
+int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg, char *err,
+		 size_t errlen)
 {
 	struct ops_ctx ctx = {fs, o->attr_timeout, NULL};
 	char opts[4096];
@@ -541,8 +537,10 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 		goto out2;
 	}
 	if (fuse_session_mount(se, o->mountpoint) != 0) {
-		snprintf(err, errlen, "cannot mount on '%s' (is /dev/fuse available, is fuse3 installed, "
-			 "and is the mountpoint an existing, unmounted directory?)", o->mountpoint);
+		snprintf(err, errlen,
+			 "cannot mount on '%s' (is /dev/fuse available, is fuse3 installed, "
+			 "and is the mountpoint an existing, unmounted directory?)",
+			 o->mountpoint);
 		rc = -EIO;
 		goto out3;
 	}
@@ -566,7 +564,8 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 		snprintf(err, errlen, "cannot start the background threads: %s", strerror(-rc));
 		goto out4;
 	}
-	struct fuse_loop_config cfg = {.clone_fd = 0, .max_idle_threads = (unsigned)(o->max_threads > 0 ? o->max_threads : 16)};
+	struct fuse_loop_config cfg = {.clone_fd = 0,
+				       .max_idle_threads = (unsigned)(o->max_threads > 0 ? o->max_threads : 16)};
 	int lr = fuse_session_loop_mt(se, &cfg);
 	if (lr < 0)
 		RFS_LOG(LOG_ERR, "FUSE session ended with an error: %s", strerror(-lr));

@@ -17,15 +17,15 @@ struct rfs_fs;
 
 struct rfs_mount_opts {
 	const char *mountpoint;
-	const char *fsname;     /* shown in /proc/mounts */
-	const char *fuse_opts;  /* comma-separated -o options passed to the kernel/libfuse */
+	const char *fsname;    /* shown in /proc/mounts */
+	const char *fuse_opts; /* comma-separated -o options passed to the kernel/libfuse */
 	int foreground;
 	int fuse_debug;
-	double attr_timeout;    /* seconds the kernel may cache attributes and entries */
+	double attr_timeout; /* seconds the kernel may cache attributes and entries */
 	int max_threads;
 };
 
-int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg,
-		 char *err, size_t errlen);
+int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg, char *err,
+		 size_t errlen);
 
 #endif

@@ -31,8 +31,8 @@ void rfs_pack_key(const char *id, char *buf, size_t len)
 	snprintf(buf, len, "data/%.2s/%s", id, id);
 }
 
-int rfs_pack_add(struct rfs_pack *p, const uint8_t hash[RFS_HASH_LEN], const void *data,
-		 uint32_t len, struct rfs_pack_entry *e)
+int rfs_pack_add(struct rfs_pack *p, const uint8_t hash[RFS_HASH_LEN], const void *data, uint32_t len,
+		 struct rfs_pack_entry *e)
 {
 	if (p->count == p->cap) {
 		uint32_t nc = p->cap ? p->cap * 2 : 16;
@@ -122,8 +122,8 @@ int rfs_pack_finish(struct rfs_pack *p)
 	return 0;
 }
 
-int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec,
-			  uint32_t raw_len, const uint8_t hash[RFS_HASH_LEN], void *out)
+int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec, uint32_t raw_len,
+			  const uint8_t hash[RFS_HASH_LEN], void *out)
 {
 	if (codec == RFS_CODEC_RAW) {
 		if (stored_len != raw_len)
@@ -143,8 +143,7 @@ int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec
 	return 0;
 }
 
-int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries,
-			   uint32_t *count)
+int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries, uint32_t *count)
 {
 	return rfs_pack_parse_tail(obj, len, len, entries, count);
 }

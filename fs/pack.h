@@ -33,9 +33,9 @@ struct rfs_pack_entry {
 };
 
 struct rfs_pack {
-	char id[33];              /* 16 hex random, then 16 hex ms since the epoch (creation time) */
-	int compress;             /* try LZ4 */
-	struct rfs_buf buf;       /* payloads, then trailer after finish */
+	char id[33];        /* 16 hex random, then 16 hex ms since the epoch (creation time) */
+	int compress;       /* try LZ4 */
+	struct rfs_buf buf; /* payloads, then trailer after finish */
 	struct rfs_pack_entry *entries;
 	uint32_t count, cap;
 };
@@ -45,8 +45,8 @@ struct rfs_pack {
 
 void rfs_pack_init(struct rfs_pack *p, int compress);
 /* Appends a block whose hash the caller computed. *e (optional) receives its entry. */
-int rfs_pack_add(struct rfs_pack *p, const uint8_t hash[RFS_HASH_LEN], const void *data,
-		 uint32_t len, struct rfs_pack_entry *e);
+int rfs_pack_add(struct rfs_pack *p, const uint8_t hash[RFS_HASH_LEN], const void *data, uint32_t len,
+		 struct rfs_pack_entry *e);
 int rfs_pack_finish(struct rfs_pack *p);
 void rfs_pack_free(struct rfs_pack *p);
 /* Store key for a pack id: "data/<first two hex>/<id>". buf >= 48 bytes. */
@@ -58,12 +58,11 @@ void rfs_pack_key(const char *id, char *buf, size_t len);
 int64_t rfs_pack_id_time_ms(const char *id);
 
 /* Decodes a stored payload into out (raw_len bytes, caller-allocated) and verifies the hash. */
-int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec,
-			  uint32_t raw_len, const uint8_t hash[RFS_HASH_LEN], void *out);
+int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec, uint32_t raw_len,
+			  const uint8_t hash[RFS_HASH_LEN], void *out);
 
 /* Parses the trailer of a whole pack object. *entries is malloc'd; caller frees. */
-int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries,
-			   uint32_t *count);
+int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries, uint32_t *count);
 /* The same from the last len bytes of an object of obj_size bytes (fsck reads only the tail
  * of a big pack: the footer's count says how much, RFS_PACK_FOOTER_SIZE + count * 49 bytes).
  * -EAGAIN: the trailer is longer than the tail given (read more); -EINVAL: not a pack trailer. */

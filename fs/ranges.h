@@ -2,7 +2,7 @@
  * ranges.h - pack ranges kept in the SSD cache, for small blocks.
  *
  * A small block (a small file) is fetched with its pack neighbours in one ranged GET
- * (core.c, load_window). Writing every block of that range into the block cache as a file
+ * (fs/data.c, load_window). Writing every block of that range into the block cache as a file
  * of its own made ext4's inode allocation and directory creation half of the daemon's CPU in
  * a cold `import`. Instead the fetched range is stored once, as one entry of the block cache
  * (its LRU and size limit apply as to any block) under a key derived from (pack, start,

@@ -36,8 +36,8 @@ int rfs_unhex(const char *in, uint8_t *out, size_t n);
 /* Fills out with n random bytes from getrandom(). */
 void rfs_random(void *out, size_t n);
 
-int64_t rfs_now_ns(void);           /* CLOCK_REALTIME in ns */
-int64_t rfs_monotonic_ms(void);     /* CLOCK_BOOTTIME in ms: counts suspended time */
+int64_t rfs_now_ns(void);       /* CLOCK_REALTIME in ns */
+int64_t rfs_monotonic_ms(void); /* CLOCK_BOOTTIME in ms: counts suspended time */
 
 /* "64M", "4GiB", "1048576" -> bytes. Returns 0 or -EINVAL. */
 int rfs_parse_size(const char *s, uint64_t *out);

@@ -2,7 +2,7 @@
  * wincache.h - recently fetched pack ranges, kept in memory.
  *
  * A small file is fetched together with its pack neighbours (one ranged GET of a few MiB,
- * see load_window in core.c): files written together are read together. Decoding, hashing
+ * see load_window in fs/data.c): files written together are read together. Decoding, hashing
  * and writing every neighbour into the SSD cache at once costs one cache file per block
  * before the reader gets its first byte (~0.1 s per window for a Python package). Instead
  * the fetched range is kept here and each block is decoded from it when it is first read.

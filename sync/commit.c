@@ -40,7 +40,7 @@ struct rfs_sync {
 	int running, stopping, kicked;
 	pthread_t thread;
 	int64_t commits, pulls_applied, last_commit_ms;
-	int64_t last_pull_ms;        /* atomic: CLOCK_BOOTTIME of the last finished pull */
+	int64_t last_pull_ms; /* atomic: CLOCK_BOOTTIME of the last finished pull */
 	char last_error[256];
 	int64_t conflicts;
 	/* changesets applied from other hosts, waiting for the sync thread to report them to
@@ -49,13 +49,13 @@ struct rfs_sync {
 	size_t ntouched, captouched;
 	char hostname[128], mountpoint[1024]; /* set before start */
 	int64_t last_heartbeat_ms;            /* sync thread only */
-	int lost_slot;          /* commit_lock: the last put lost its slot to another host */
-	int lease_mode;         /* the store cannot refuse overwrites: single writer (set at mount) */
-	int have_lease;         /* we are that writer */
+	int lost_slot;                        /* commit_lock: the last put lost its slot to another host */
+	int lease_mode;                       /* the store cannot refuse overwrites: single writer (set at mount) */
+	int have_lease;                       /* we are that writer */
 	int64_t lease_renewed_ms;
-	int64_t snap_every;     /* set before start */
-	char snap_tmp[1024];    /* set before start */
-	int64_t snap_checked;   /* sync thread: applied/snap_every at the last check */
+	int64_t snap_every;        /* set before start */
+	char snap_tmp[1024];       /* set before start */
+	int64_t snap_checked;      /* sync thread: applied/snap_every at the last check */
 	pthread_mutex_t hook_lock; /* held while calling touch_cb and while changing it */
 	rfs_touch_cb touch_cb;     /* protected by hook_lock */
 	void *touch_arg;           /* protected by hook_lock */
@@ -78,8 +78,8 @@ static void seq_key(int64_t seq, char *buf, size_t len)
 	snprintf(buf, len, "log/%020" PRId64, seq);
 }
 
-int rfs_sync_open(struct rfs_store *store, struct rfs_meta *meta, const char *host_id,
-		  int interval_ms, struct rfs_sync **out)
+int rfs_sync_open(struct rfs_store *store, struct rfs_meta *meta, const char *host_id, int interval_ms,
+		  struct rfs_sync **out)
 {
 	struct rfs_sync *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -188,8 +188,8 @@ static int build_record(const struct rfs_buf *cs, int64_t seq, const char *prev,
 	char sumhex[2 * RFS_HASH_LEN + 1];
 	rfs_sha256(cs->data, cs->len, sum);
 	rfs_hex(sum, RFS_HASH_LEN, sumhex);
-	int hl = snprintf(head, sizeof(head), "%s %" PRId64 " %s %s %s %" PRId64 " %zu %zu %s\n", LOG_MAGIC, seq,
-			  prev, commit_id, host, rfs_now_ns(), cs->len, plen, sumhex);
+	int hl = snprintf(head, sizeof(head), "%s %" PRId64 " %s %s %s %" PRId64 " %zu %zu %s\n", LOG_MAGIC, seq, prev,
+			  commit_id, host, rfs_now_ns(), cs->len, plen, sumhex);
 	int rc = rfs_buf_append(out, head, (size_t)hl);
 	if (rc == 0)
 		rc = rfs_buf_append(out, payload, plen);
@@ -342,7 +342,8 @@ static int pull_locked(struct rfs_sync *s)
 				break;
 			}
 			if (r.seq != applied + 1 + i || strcmp(r.prev, head_hash)) {
-				set_error(s, "log record %s does not continue the hash chain (expected prev %.12s, got "
+				set_error(s,
+					  "log record %s does not continue the hash chain (expected prev %.12s, got "
 					  "%.12s); stopping sync: this replica must be rebuilt from the store",
 					  key, head_hash, r.prev);
 				free(r.cs);
@@ -492,7 +493,8 @@ static int commit_locked(struct rfs_sync *s)
 				if (l2 && l2 <= until && !s->lost_slot) {
 					char cause[256];
 					rfs_store_error(s->store, cause, sizeof(cause));
-					set_error(s, "cannot publish %s: %s; will retry", key, cause[0] ? cause : strerror(-rc));
+					set_error(s, "cannot publish %s: %s; will retry", key,
+						  cause[0] ? cause : strerror(-rc));
 					return rc;
 				}
 			}
@@ -751,8 +753,8 @@ int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path)
 	long long seq = 0;
 	unsigned long long raw = 0;
 	char magic[16] = "";
-	if (!nl || sscanf((const char *)b.data, "%15s %lld %llu", magic, &seq, &raw) != 3 || strcmp(magic, SNAP_MAGIC) ||
-	    seq != newest || raw > (4ULL << 30)) {
+	if (!nl || sscanf((const char *)b.data, "%15s %lld %llu", magic, &seq, &raw) != 3 ||
+	    strcmp(magic, SNAP_MAGIC) || seq != newest || raw > (4ULL << 30)) {
 		RFS_LOG(LOG_ERR, "checkpoint %s is damaged; replaying the whole log instead", key);
 		rfs_buf_free(&b);
 		return 0;
@@ -792,9 +794,11 @@ int rfs_sync_probe(struct rfs_sync *s)
 		rfs_store_delete(s->store, key);
 	if (r1 == -ENOTSUP || r2 == 0 || r2 == -ENOTSUP) {
 		s->lease_mode = 1;
-		RFS_LOG(LOG_WARNING, "store %s does not refuse a second create of the same key (no conditional "
+		RFS_LOG(LOG_WARNING,
+			"store %s does not refuse a second create of the same key (no conditional "
 			"PUT): only one host at a time can write this workspace (single-writer lease); others "
-			"mount read-only and follow", s->store->url);
+			"mount read-only and follow",
+			s->store->url);
 		return 1;
 	}
 	if (r1 < 0)

@@ -9,7 +9,7 @@
  *
  * Invariants (numbered so code can cite them):
  *  C1. Data before metadata: a changeset naming a block is only created after the pack
- *      holding it was stored (core.c's flush), so a published record never names a missing block.
+ *      holding it was stored (fs/data.c's flush), so a published record never names a missing block.
  *  C2. A record is published with put-if-absent; exactly one host wins each seq.
  *  C3. Before the put, local state `inflight` = "<commit-id> <pending-upto>" is saved. If the
  *      put's outcome is unknown (error, crash), the slot is read back: finding our commit id
@@ -48,14 +48,14 @@ int rfs_log_record_parse(const struct rfs_buf *obj, struct rfs_log_record *r);
 
 struct rfs_sync_stats {
 	int64_t applied_seq;
-	int64_t pending;       /* pending changesets not yet in the log */
+	int64_t pending; /* pending changesets not yet in the log */
 	int64_t commits, pulls_applied, conflicts;
 	int64_t last_commit_ms; /* CLOCK_BOOTTIME ms of the last successful commit, 0: none */
 	char last_error[256];
 };
 
-int rfs_sync_open(struct rfs_store *store, struct rfs_meta *meta, const char *host_id,
-		  int interval_ms, struct rfs_sync **out);
+int rfs_sync_open(struct rfs_store *store, struct rfs_meta *meta, const char *host_id, int interval_ms,
+		  struct rfs_sync **out);
 void rfs_sync_close(struct rfs_sync *s);
 /* Applies every record after the local position. Returns the number applied or -errno. */
 int rfs_sync_pull(struct rfs_sync *s);

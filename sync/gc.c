@@ -22,7 +22,7 @@
 #ifndef RFS_FSCK_WHOLE_PACK_MAX
 #define RFS_FSCK_WHOLE_PACK_MAX (64u << 20) /* fsck GETs a pack up to this size in one request */
 #endif
-#define TAIL_FIRST (64u << 10)     /* first tail read: trailers of up to ~1,300 blocks */
+#define TAIL_FIRST (64u << 10) /* first tail read: trailers of up to ~1,300 blocks */
 #define PACK_ID_LEN 32
 
 /* ---------- small sorted vectors ---------- */
@@ -311,8 +311,8 @@ void rfs_replica_path_of(struct rfs_meta *m, uint64_t ino, char *buf, size_t len
 struct pack_view {
 	char id[PACK_ID_LEN + 1], key[64];
 	uint64_t size;
-	struct rfs_buf whole;        /* the whole object when fetched in one GET, else empty */
-	struct rfs_pack_entry *ent;  /* the trailer, sorted by hash; NULL if unreadable */
+	struct rfs_buf whole;       /* the whole object when fetched in one GET, else empty */
+	struct rfs_pack_entry *ent; /* the trailer, sorted by hash; NULL if unreadable */
 	uint32_t count;
 };
 
@@ -351,7 +351,8 @@ static int pack_read_trailer(struct rfs_store *st, struct pack_view *pv)
 			rc = rfs_pack_parse_tail(b.data, b.len, pv->size, &pv->ent, &pv->count);
 			if (rc == -EAGAIN && round == 0) {
 				const uint8_t *f = b.data + b.len - RFS_PACK_FOOTER_SIZE;
-				uint32_t n = (uint32_t)f[0] | (uint32_t)f[1] << 8 | (uint32_t)f[2] << 16 | (uint32_t)f[3] << 24;
+				uint32_t n =
+				    (uint32_t)f[0] | (uint32_t)f[1] << 8 | (uint32_t)f[2] << 16 | (uint32_t)f[3] << 24;
 				want = RFS_PACK_FOOTER_SIZE + (uint64_t)n * RFS_PACK_ENTRY_SIZE;
 				rfs_buf_free(&b);
 				continue;
@@ -524,8 +525,10 @@ static int fsck_pack(struct fsck_ctx *c)
 	rc = pack_read_trailer(c->store, &pv);
 	if (rc == -EINVAL) {
 		damaged = 1;
-		problem(c, pv.id, "pack %s: its trailer is damaged or missing (%" PRIu64 " bytes); the metadata still"
-			" says where its %zu block(s) are", pv.id, pv.size, c->rows.n);
+		problem(c, pv.id,
+			"pack %s: its trailer is damaged or missing (%" PRIu64 " bytes); the metadata still"
+			" says where its %zu block(s) are",
+			pv.id, pv.size, c->rows.n);
 	} else if (rc < 0) {
 		store_fail(c->store, rc, c->err, c->errlen, "read the trailer of pack", pv.key);
 		c->fatal = 1;
@@ -544,9 +547,11 @@ static int fsck_pack(struct fsck_ctx *c)
 			} else if (e->offset != l->off || e->stored_len != l->slen || e->raw_len != l->rlen ||
 				   e->codec != l->codec) {
 				damaged = 1;
-				problem(c, pv.id, "pack %s: block %s: the metadata says offset %" PRIu64 ", %u/%u bytes,"
-					" codec %u; the trailer says offset %" PRIu64 ", %u/%u bytes, codec %u", pv.id, hs,
-					l->off, l->slen, l->rlen, l->codec, e->offset, e->stored_len, e->raw_len, e->codec);
+				problem(c, pv.id,
+					"pack %s: block %s: the metadata says offset %" PRIu64 ", %u/%u bytes,"
+					" codec %u; the trailer says offset %" PRIu64 ", %u/%u bytes, codec %u",
+					pv.id, hs, l->off, l->slen, l->rlen, l->codec, e->offset, e->stored_len,
+					e->raw_len, e->codec);
 			}
 		}
 		if (c->o->quick)
@@ -613,7 +618,8 @@ static int fsck_list_cb(void *arg, const char *key, uint64_t size)
 		c->st->orphans++;
 		c->st->orphan_bytes += size;
 		note(c->o->cb, c->o->arg, RFS_NOTE_INFO, l.id, NULL, 0,
-		     "orphan pack %s (%" PRIu64 " bytes): no metadata names it; roamfs gc deletes it after the grace period",
+		     "orphan pack %s (%" PRIu64
+		     " bytes): no metadata names it; roamfs gc deletes it after the grace period",
 		     l.id, size);
 	}
 	return 0;
@@ -634,8 +640,9 @@ static void unplaced_flush(struct unplaced_ctx *u)
 	char hex[2 * RFS_HASH_LEN + 1];
 	rfs_hex(u->last, RFS_HASH_LEN, hex);
 	u->c->st->blocks_unplaced++;
-	problem(u->c, NULL, "block %s is named by %" PRIu64 " block map row(s) but has no location: no host can read it",
-		hex, u->rows);
+	problem(u->c, NULL,
+		"block %s is named by %" PRIu64 " block map row(s) but has no location: no host can read it", hex,
+		u->rows);
 	if (u->rc == 0)
 		u->rc = add_lost(u->c, u->last, "", 1, WHY_UNPLACED);
 	u->have = 0;
@@ -707,12 +714,12 @@ static int fsck_report_files(struct fsck_ctx *c)
 		c->st->files_lost++;
 		if (l->pack[0])
 			note(c->o->cb, c->o->arg, RFS_NOTE_LOST_FILE, l->pack, path, first->ino,
-			     "%s (inode %" PRIu64 ") loses data: %zu of its blocks cannot be read (pack %s: %s%s)", path,
-			     first->ino, j - i, l->pack, why_text[l->why], j - i > 1 ? ", ..." : "");
+			     "%s (inode %" PRIu64 ") loses data: %zu of its blocks cannot be read (pack %s: %s%s)",
+			     path, first->ino, j - i, l->pack, why_text[l->why], j - i > 1 ? ", ..." : "");
 		else
 			note(c->o->cb, c->o->arg, RFS_NOTE_LOST_FILE, NULL, path, first->ino,
-			     "%s (inode %" PRIu64 ") loses data: %zu of its blocks cannot be read (%s)", path, first->ino,
-			     j - i, why_text[l->why]);
+			     "%s (inode %" PRIu64 ") loses data: %zu of its blocks cannot be read (%s)", path,
+			     first->ino, j - i, why_text[l->why]);
 		i = j;
 	}
 out:
@@ -764,7 +771,8 @@ static int fsck_repair(struct fsck_ctx *c)
 			if (found[li].have || !strcmp(l->pack, pv.id))
 				continue; /* found already, or the damaged copy itself */
 			const char *why;
-			rc = pack_verify_block(c->store, &pv, e->hash, e->offset, e->stored_len, e->raw_len, e->codec, &why);
+			rc = pack_verify_block(c->store, &pv, e->hash, e->offset, e->stored_len, e->raw_len, e->codec,
+					       &why);
 			if (rc == -EIO) {
 				rc = 0;
 				continue;
@@ -806,8 +814,8 @@ static int fsck_repair(struct fsck_ctx *c)
 			if (rc == 0) {
 				c->st->repaired++;
 				note(c->o->cb, c->o->arg, RFS_NOTE_REPAIR, found[i].pack, NULL, 0,
-				     "block %s (%s%s%s): now read from its intact copy in pack %s", hs, why_text[l->why],
-				     l->pack[0] ? " in pack " : "", l->pack, found[i].pack);
+				     "block %s (%s%s%s): now read from its intact copy in pack %s", hs,
+				     why_text[l->why], l->pack[0] ? " in pack " : "", l->pack, found[i].pack);
 			}
 		} else if (l->why != WHY_UNPLACED) {
 			rc = rfs_meta_block_del(c->r->meta, l->hash);
@@ -817,7 +825,8 @@ static int fsck_repair(struct fsck_ctx *c)
 				c->st->repair_removed++;
 				note(c->o->cb, c->o->arg, RFS_NOTE_REPAIR, l->pack, NULL, 0,
 				     "block %s: removed its record (its data in pack %s is %s and no copy was found);"
-				     " writing the same bytes again stores them anew%s", hs, l->pack, why_text[l->why],
+				     " writing the same bytes again stores them anew%s",
+				     hs, l->pack, why_text[l->why],
 				     l->live ? " and makes the files above readable" : "");
 			}
 		}
@@ -891,8 +900,10 @@ int rfs_fsck(struct rfs_store *store, const struct rfs_fsck_opts *o, struct rfs_
 		goto out;
 	}
 	if (c.r->log_ok && ll.beyond)
-		problem(&c, NULL, "log: %" PRId64 " record(s) from log/%020" PRId64 " on lie after a gap at log/%020" PRId64
-			": no host will ever apply them", ll.beyond, ll.first_beyond, c.r->applied_seq + 1);
+		problem(&c, NULL,
+			"log: %" PRId64 " record(s) from log/%020" PRId64 " on lie after a gap at log/%020" PRId64
+			": no host will ever apply them",
+			ll.beyond, ll.first_beyond, c.r->applied_seq + 1);
 	else if (!c.r->log_ok && ll.beyond > 1)
 		note(o->cb, o->arg, RFS_NOTE_INFO, NULL, NULL, 0,
 		     "log: %" PRId64 " record(s) after the bad one are not applied by any host", ll.beyond - 1);
@@ -1049,7 +1060,8 @@ static int gc_recent_refs(struct gc_ctx *g, int64_t cutoff_ns)
 			char key[64];
 			log_key(seq, key, sizeof(key));
 			if (rc == -EINVAL || rc == -ENOENT)
-				snprintf(g->err, g->errlen, "log record %s changed while gc read it; run gc again", key);
+				snprintf(g->err, g->errlen, "log record %s changed while gc read it; run gc again",
+					 key);
 			else
 				store_fail(g->store, rc, g->err, g->errlen, "read log record", key);
 			return rc;
@@ -1174,7 +1186,8 @@ static int gc_plan(struct gc_ctx *g, int64_t now_ms, int quiet)
 			ob->state = OBJ_RECENT;
 			if (!quiet)
 				note(o->cb, o->arg, RFS_NOTE_INFO, ob->id, NULL, 0,
-				     "keep pack %s: no live block, but a log record within the grace period names it", ob->id);
+				     "keep pack %s: no live block, but a log record within the grace period names it",
+				     ob->id);
 		} else {
 			ob->state = p && p->rows ? OBJ_RETIRE : OBJ_DELETE;
 			rc = gc_check_heal(g, ob);
@@ -1253,8 +1266,8 @@ static int gc_delete(struct gc_ctx *g, struct gc_obj *ob)
 	char key[64];
 	rfs_pack_key(ob->id, key, sizeof(key));
 	if (g->o->dry_run) {
-		note(g->o->cb, g->o->arg, RFS_NOTE_INFO, ob->id, NULL, 0, "would delete pack %s (%" PRIu64 " bytes)", ob->id,
-		     ob->size);
+		note(g->o->cb, g->o->arg, RFS_NOTE_INFO, ob->id, NULL, 0, "would delete pack %s (%" PRIu64 " bytes)",
+		     ob->id, ob->size);
 	} else {
 		int rc = rfs_store_delete(g->store, key);
 		if (rc < 0 && rc != -ENOENT) {
@@ -1292,7 +1305,8 @@ int rfs_gc(struct rfs_store *store, const struct rfs_gc_opts *o, struct rfs_gc_s
 		return rc;
 	st->log_records = g.r->applied_seq;
 	if (!g.r->log_ok) {
-		snprintf(err, errlen, "the log is damaged (%s); gc deletes nothing it cannot account for: run 'roamfs fsck'",
+		snprintf(err, errlen,
+			 "the log is damaged (%s); gc deletes nothing it cannot account for: run 'roamfs fsck'",
 			 g.r->log_error);
 		rc = -EIO;
 		goto out;
@@ -1338,7 +1352,8 @@ int rfs_gc(struct rfs_store *store, const struct rfs_gc_opts *o, struct rfs_gc_s
 		/* packs with dead rows: retire the rows first (a log record every host applies,
 		 * so none deduplicates into them any more); the pack itself goes once that record
 		 * is older than the grace period: at once with grace 0, else in a later run. */
-		int deletable_now = o->now_ms ? rfs_now_ns() / 1000000 <= o->now_ms - o->grace_s * 1000 : o->grace_s == 0;
+		int deletable_now =
+		    o->now_ms ? rfs_now_ns() / 1000000 <= o->now_ms - o->grace_s * 1000 : o->grace_s == 0;
 		for (size_t i = 0; i < g.objs.n; i++) {
 			struct gc_obj *ob = vec_at(&g.objs, i);
 			if (ob->state != OBJ_RETIRE)
@@ -1348,8 +1363,8 @@ int rfs_gc(struct rfs_store *store, const struct rfs_gc_opts *o, struct rfs_gc_s
 				gc_delete(&g, ob);
 			else
 				note(o->cb, o->arg, RFS_NOTE_INFO, ob->id, NULL, 0,
-				     "%s pack %s (%" PRIu64 " bytes): no file uses its blocks; %s", o->dry_run ? "would retire" : "retired",
-				     ob->id, ob->size,
+				     "%s pack %s (%" PRIu64 " bytes): no file uses its blocks; %s",
+				     o->dry_run ? "would retire" : "retired", ob->id, ob->size,
 				     deletable_now ? "deleting it now" : "a gc run after the grace period deletes it");
 		}
 		if (o->dry_run) {

@@ -51,18 +51,18 @@ struct rfs_replica {
 	struct rfs_format format;
 	struct rfs_meta *meta;
 	struct rfs_sync *sync;
-	char dir[PATH_MAX];      /* temporary directory holding meta.db; removed by close */
-	int64_t applied_seq;     /* the last log record applied */
-	int log_ok;              /* 1: the whole log applied; 0: the replay stopped at a bad record */
-	char log_error[512];     /* with log_ok 0: why */
+	char dir[PATH_MAX];  /* temporary directory holding meta.db; removed by close */
+	int64_t applied_seq; /* the last log record applied */
+	int log_ok;          /* 1: the whole log applied; 0: the replay stopped at a bad record */
+	char log_error[512]; /* with log_ok 0: why */
 };
 
 /* Builds a replica of store's metadata under work_dir (NULL: $TMPDIR, else /tmp), publishing
  * as host_id if it ever commits. A damaged log is not an error here: the replica holds the
  * state before the bad record and log_ok says so. Errors: the store cannot be read (-EIO, ...),
  * no format record, no temporary directory. The caller closes it with rfs_replica_close(). */
-int rfs_replica_open(struct rfs_store *store, const char *host_id, const char *work_dir,
-		     struct rfs_replica **out, char *err, size_t errlen);
+int rfs_replica_open(struct rfs_store *store, const char *host_id, const char *work_dir, struct rfs_replica **out,
+		     char *err, size_t errlen);
 void rfs_replica_close(struct rfs_replica *r);
 
 /* "/dir/name" of an inode in the replica (one of its names if it has several links), or
@@ -96,16 +96,16 @@ struct rfs_fsck_opts {
 };
 
 struct rfs_fsck_stats {
-	int64_t log_records;               /* records applied */
-	uint64_t packs, blocks;            /* packs named by `blocks`, and its rows */
-	uint64_t blocks_verified;          /* blocks whose bytes were decoded and hashed */
-	uint64_t packs_missing, packs_damaged; /* missing objects; bad trailer or bad blocks */
-	uint64_t blocks_bad;               /* rows whose bytes are missing, corrupt or misplaced */
-	uint64_t blocks_unplaced;          /* hashes named by bmap with no `blocks` row */
-	uint64_t files_lost;               /* files that cannot be read in full */
+	int64_t log_records;                     /* records applied */
+	uint64_t packs, blocks;                  /* packs named by `blocks`, and its rows */
+	uint64_t blocks_verified;                /* blocks whose bytes were decoded and hashed */
+	uint64_t packs_missing, packs_damaged;   /* missing objects; bad trailer or bad blocks */
+	uint64_t blocks_bad;                     /* rows whose bytes are missing, corrupt or misplaced */
+	uint64_t blocks_unplaced;                /* hashes named by bmap with no `blocks` row */
+	uint64_t files_lost;                     /* files that cannot be read in full */
 	uint64_t objects, orphans, orphan_bytes; /* objects under data/; those nothing names */
-	uint64_t problems;                 /* PROBLEM notes */
-	uint64_t repaired, repair_removed; /* re-pointed to a good copy; rows removed (no copy) */
+	uint64_t problems;                       /* PROBLEM notes */
+	uint64_t repaired, repair_removed;       /* re-pointed to a good copy; rows removed (no copy) */
 };
 
 /* Runs the checks. Returns 0 when they ran (st->problems counts the damage found) or a
@@ -123,14 +123,14 @@ struct rfs_gc_opts {
 };
 
 struct rfs_gc_stats {
-	uint64_t objects, bytes;           /* packs under data/ when gc started */
-	uint64_t live, live_bytes;         /* packs holding a live block */
-	uint64_t kept_young, kept_recent;  /* dead but within the grace period (created; named) */
+	uint64_t objects, bytes;                /* packs under data/ when gc started */
+	uint64_t live, live_bytes;              /* packs holding a live block */
+	uint64_t kept_young, kept_recent;       /* dead but within the grace period (created; named) */
 	uint64_t retired_packs, retired_blocks; /* dead packs whose `blocks` rows were removed */
-	uint64_t deleted, deleted_bytes;   /* packs deleted (dry run: that would be) */
-	uint64_t healed;                   /* `blocks` rows restored for blocks a file still names */
-	uint64_t failed;                   /* deletes that failed */
-	uint64_t other;                    /* objects under data/ that are not packs: left alone */
+	uint64_t deleted, deleted_bytes;        /* packs deleted (dry run: that would be) */
+	uint64_t healed;                        /* `blocks` rows restored for blocks a file still names */
+	uint64_t failed;                        /* deletes that failed */
+	uint64_t other;                         /* objects under data/ that are not packs: left alone */
 	int64_t log_records;
 };
 

@@ -61,50 +61,57 @@
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
 
-#define DEF_NUMOPS      20000ULL
-#define DEF_MAXLEN      (8 * MiB)
-#define LONG_NUMOPS     1000000ULL
-#define LONG_MAXLEN     (64 * MiB)
-#define DEF_NFILES      2
-#define MAX_NFILES      16
-#define MAX_MAXOPLEN    (8 * MiB)
-#define LOGN            20      /* op-log ring size */
-#define SELFTEST_OP     100     /* -X flips a model byte after this op */
-#define CMP_CHUNK       (1 * MiB)
-#define DEF_CHECK_EVERY 1000    /* full compare of all files every N ops */
+#define DEF_NUMOPS 20000ULL
+#define DEF_MAXLEN (8 * MiB)
+#define LONG_NUMOPS 1000000ULL
+#define LONG_MAXLEN (64 * MiB)
+#define DEF_NFILES 2
+#define MAX_NFILES 16
+#define MAX_MAXOPLEN (8 * MiB)
+#define LOGN 20         /* op-log ring size */
+#define SELFTEST_OP 100 /* -X flips a model byte after this op */
+#define CMP_CHUNK (1 * MiB)
+#define DEF_CHECK_EVERY 1000 /* full compare of all files every N ops */
 
 enum op_type {
-	OP_WRITE, OP_READ, OP_MAPREAD, OP_MAPWRITE, OP_TRUNCATE,
-	OP_FALLOCATE, OP_APPEND, OP_FSYNC, OP_REOPEN, OP_DROPCACHE, OP_NTYPES
+	OP_WRITE,
+	OP_READ,
+	OP_MAPREAD,
+	OP_MAPWRITE,
+	OP_TRUNCATE,
+	OP_FALLOCATE,
+	OP_APPEND,
+	OP_FSYNC,
+	OP_REOPEN,
+	OP_DROPCACHE,
+	OP_NTYPES
 };
 
 static const char *const opname[OP_NTYPES] = {
-	"write", "read", "mapread", "mapwrite", "truncate",
-	"fallocate", "append", "fsync", "reopen", "dropcache",
+    "write", "read", "mapread", "mapwrite", "truncate", "fallocate", "append", "fsync", "reopen", "dropcache",
 };
 
 /* Relative weights (sum 100); disabled ops get weight 0. */
 static unsigned weight[OP_NTYPES] = {
-	[OP_WRITE] = 30, [OP_READ] = 24, [OP_MAPREAD] = 9, [OP_MAPWRITE] = 9,
-	[OP_TRUNCATE] = 8, [OP_FALLOCATE] = 5, [OP_APPEND] = 6, [OP_FSYNC] = 5,
-	[OP_REOPEN] = 2, [OP_DROPCACHE] = 2,
+    [OP_WRITE] = 30,    [OP_READ] = 24,  [OP_MAPREAD] = 9, [OP_MAPWRITE] = 9, [OP_TRUNCATE] = 8,
+    [OP_FALLOCATE] = 5, [OP_APPEND] = 6, [OP_FSYNC] = 5,   [OP_REOPEN] = 2,   [OP_DROPCACHE] = 2,
 };
 
 struct tfile {
 	char *path;
 	int fd;
-	uint64_t size;          /* model size */
-	unsigned char *model;   /* maxlen bytes, zero beyond size */
-	uint32_t *pagelast;     /* per page: last op that changed it (0 = none) */
+	uint64_t size;        /* model size */
+	unsigned char *model; /* maxlen bytes, zero beyond size */
+	uint32_t *pagelast;   /* per page: last op that changed it (0 = none) */
 };
 
 struct logent {
 	uint64_t opnum;
 	int file;
 	int type;
-	uint64_t off, len;      /* affected range (truncate: new size in off) */
+	uint64_t off, len; /* affected range (truncate: new size in off) */
 	uint64_t size_before, size_after;
-	const char *note;       /* variant / data style / outcome */
+	const char *note; /* variant / data style / outcome */
 };
 
 /* ---- global state ---------------------------------------------------- */
@@ -115,20 +122,20 @@ static uint64_t maxlen = DEF_MAXLEN;
 static uint64_t maxoplen;
 static int nfiles = DEF_NFILES;
 static bool verbose;
-static bool selftest;           /* -X */
+static bool selftest; /* -X */
 static uint64_t check_every = DEF_CHECK_EVERY;
 static const char *dir;
 
 static struct tfile files[MAX_NFILES];
 static unsigned char *wbuf, *rbuf;
 static uint64_t pagesz;
-static uint64_t opnum;          /* current op, 1-based; 0 = setup/final */
+static uint64_t opnum; /* current op, 1-based; 0 = setup/final */
 static uint64_t opcount[OP_NTYPES];
 static uint64_t skipped;
 
 static struct logent oplog[LOGN];
 static uint64_t nlogged;
-static struct logent *cur;      /* entry of the op in progress */
+static struct logent *cur; /* entry of the op in progress */
 
 /* self-test state */
 static bool st_flipped, st_force;
@@ -183,7 +190,10 @@ static bool log_touches(const struct logent *e, int file, uint64_t off)
 	if (e->file != file)
 		return false;
 	switch (e->type) {
-	case OP_WRITE: case OP_MAPWRITE: case OP_APPEND: case OP_FALLOCATE:
+	case OP_WRITE:
+	case OP_MAPWRITE:
+	case OP_APPEND:
+	case OP_FALLOCATE:
 		lo = e->off;
 		hi = e->off + e->len;
 		break;
@@ -195,22 +205,24 @@ static bool log_touches(const struct logent *e, int file, uint64_t off)
 		return false;
 	}
 	/* mapwrite may also extend the file first */
-	if (e->type == OP_MAPWRITE && e->size_after > e->size_before &&
-	    off >= e->size_before && off < e->size_after)
+	if (e->type == OP_MAPWRITE && e->size_after > e->size_before && off >= e->size_before && off < e->size_after)
 		return true;
 	return off >= lo && off < hi;
 }
 
 static void log_print(FILE *out, const struct logent *e, bool mark)
 {
-	fprintf(out, "%c%8" PRIu64 " %-7s %-9s", mark ? '*' : ' ', e->opnum,
-		fname(e->file), opname[e->type]);
+	fprintf(out, "%c%8" PRIu64 " %-7s %-9s", mark ? '*' : ' ', e->opnum, fname(e->file), opname[e->type]);
 	switch (e->type) {
-	case OP_WRITE: case OP_READ: case OP_MAPREAD: case OP_MAPWRITE:
-	case OP_APPEND: case OP_FALLOCATE:
+	case OP_WRITE:
+	case OP_READ:
+	case OP_MAPREAD:
+	case OP_MAPWRITE:
+	case OP_APPEND:
+	case OP_FALLOCATE:
 		if (e->len)
-			fprintf(out, " 0x%08" PRIx64 " .. 0x%08" PRIx64 " (0x%" PRIx64 " bytes)",
-				e->off, e->off + e->len - 1, e->len);
+			fprintf(out, " 0x%08" PRIx64 " .. 0x%08" PRIx64 " (0x%" PRIx64 " bytes)", e->off,
+				e->off + e->len - 1, e->len);
 		else
 			fprintf(out, " 0x%08" PRIx64 " (0 bytes)", e->off);
 		break;
@@ -261,14 +273,13 @@ static void save_models(void)
 	}
 }
 
-static void die_common(int file, bool have_bad, uint64_t bad)
-    __attribute__((noreturn));
+static void die_common(int file, bool have_bad, uint64_t bad) __attribute__((noreturn));
 static void die_common(int file, bool have_bad, uint64_t bad)
 {
 	dump_log(file, have_bad, bad);
 	save_models();
-	fprintf(stderr, "fsx: FAILED at op %" PRIu64 " of %" PRIu64 " (seed %" PRIu64
-		"); files left in %s\n", opnum, numops, seed, dir);
+	fprintf(stderr, "fsx: FAILED at op %" PRIu64 " of %" PRIu64 " (seed %" PRIu64 "); files left in %s\n", opnum,
+		numops, seed, dir);
 	exit(1);
 }
 
@@ -291,10 +302,9 @@ static void fail(const char *fmt, ...)
  * Data mismatch in [off, off+n) of file fi: buf holds what the filesystem
  * returned.  Reports and exits.
  */
-static void mismatch(int fi, uint64_t off, const unsigned char *buf, uint64_t n,
-		     const char *what) __attribute__((noreturn));
-static void mismatch(int fi, uint64_t off, const unsigned char *buf, uint64_t n,
-		     const char *what)
+static void mismatch(int fi, uint64_t off, const unsigned char *buf, uint64_t n, const char *what)
+    __attribute__((noreturn));
+static void mismatch(int fi, uint64_t off, const unsigned char *buf, uint64_t n, const char *what)
 {
 	const unsigned char *m = files[fi].model + off;
 	uint64_t first = 0, last = 0, nbad = 0;
@@ -311,30 +321,34 @@ static void mismatch(int fi, uint64_t off, const unsigned char *buf, uint64_t n,
 		}
 	}
 	fflush(stdout);
-	fprintf(stderr, "fsx: MISMATCH at op %" PRIu64 " (seed %" PRIu64 "): %s of %s "
+	fprintf(stderr,
+		"fsx: MISMATCH at op %" PRIu64 " (seed %" PRIu64 "): %s of %s "
 		"range 0x%" PRIx64 " .. 0x%" PRIx64 " (0x%" PRIx64 " bytes), file size 0x%" PRIx64 "\n",
 		opnum, seed, what, fname(fi), off, off + n - 1, n, files[fi].size);
-	fprintf(stderr, "fsx: first bad byte at offset 0x%" PRIx64 " (%" PRIu64 "), "
+	fprintf(stderr,
+		"fsx: first bad byte at offset 0x%" PRIx64 " (%" PRIu64 "), "
 		"last bad at 0x%" PRIx64 ", %" PRIu64 " bad bytes in range%s\n",
 		off + first, off + first, off + last, nbad,
-		got_zero ? " (got only zeros: lost data / spurious hole?)" :
-		exp_zero ? " (expected zeros: stale data in hole/truncated area?)" : "");
+		got_zero   ? " (got only zeros: lost data / spurious hole?)"
+		: exp_zero ? " (expected zeros: stale data in hole/truncated area?)"
+			   : "");
 	fprintf(stderr, "fsx:   offset       expected  got\n");
 	for (uint64_t i = first; i < n && i < first + 16; i++)
-		fprintf(stderr, "fsx:   0x%08" PRIx64 "   0x%02x      0x%02x%s\n",
-			off + i, m[i], buf[i], m[i] != buf[i] ? "  <--" : "");
+		fprintf(stderr, "fsx:   0x%08" PRIx64 "   0x%02x      0x%02x%s\n", off + i, m[i], buf[i],
+			m[i] != buf[i] ? "  <--" : "");
 	uint32_t last_op = files[fi].pagelast[(off + first) / pagesz];
 	if (last_op)
-		fprintf(stderr, "fsx: the page of the first bad byte was last changed by "
-			"op %" PRIu32 " (rerun with -v to see it)\n", last_op);
+		fprintf(stderr,
+			"fsx: the page of the first bad byte was last changed by "
+			"op %" PRIu32 " (rerun with -v to see it)\n",
+			last_op);
 	else
 		fprintf(stderr, "fsx: the page of the first bad byte was never written\n");
 	die_common(fi, true, off + first);
 }
 
 /* Compare buf (n bytes read at off) against the model. */
-static void check_bytes(int fi, uint64_t off, const unsigned char *buf, uint64_t n,
-			const char *what)
+static void check_bytes(int fi, uint64_t off, const unsigned char *buf, uint64_t n, const char *what)
 {
 	if (n && memcmp(files[fi].model + off, buf, n) != 0)
 		mismatch(fi, off, buf, n, what);
@@ -347,10 +361,9 @@ static void check_sizes(void)
 		if (fstat(files[i].fd, &st) < 0)
 			fail("fstat %s: %s", fname(i), strerror(errno));
 		if ((uint64_t)st.st_size != files[i].size)
-			fail("size mismatch on %s: fstat says 0x%" PRIx64 " (%" PRIu64
-			     "), model says 0x%" PRIx64 " (%" PRIu64 ")", fname(i),
-			     (uint64_t)st.st_size, (uint64_t)st.st_size,
-			     files[i].size, files[i].size);
+			fail("size mismatch on %s: fstat says 0x%" PRIx64 " (%" PRIu64 "), model says 0x%" PRIx64
+			     " (%" PRIu64 ")",
+			     fname(i), (uint64_t)st.st_size, (uint64_t)st.st_size, files[i].size, files[i].size);
 	}
 }
 
@@ -364,8 +377,7 @@ static void map_sig(int sig)
 
 /* ---- I/O helpers ------------------------------------------------------- */
 
-static void full_pwrite(int fd, const unsigned char *buf, uint64_t n, uint64_t off,
-			const char *what)
+static void full_pwrite(int fd, const unsigned char *buf, uint64_t n, uint64_t off, const char *what)
 {
 	uint64_t done = 0;
 	while (done < n) {
@@ -373,8 +385,8 @@ static void full_pwrite(int fd, const unsigned char *buf, uint64_t n, uint64_t o
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
-			fail("%s: pwrite(off 0x%" PRIx64 ", len 0x%" PRIx64 "): %s", what,
-			     off + done, n - done, strerror(errno));
+			fail("%s: pwrite(off 0x%" PRIx64 ", len 0x%" PRIx64 "): %s", what, off + done, n - done,
+			     strerror(errno));
 		if (w == 0)
 			fail("%s: pwrite returned 0 at off 0x%" PRIx64, what, off + done);
 		done += (uint64_t)w;
@@ -382,8 +394,7 @@ static void full_pwrite(int fd, const unsigned char *buf, uint64_t n, uint64_t o
 }
 
 /* Read up to n bytes at off; loops over short reads until EOF. */
-static uint64_t full_pread(int fd, unsigned char *buf, uint64_t n, uint64_t off,
-			   const char *what)
+static uint64_t full_pread(int fd, unsigned char *buf, uint64_t n, uint64_t off, const char *what)
 {
 	uint64_t done = 0;
 	while (done < n) {
@@ -391,8 +402,8 @@ static uint64_t full_pread(int fd, unsigned char *buf, uint64_t n, uint64_t off,
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			fail("%s: pread(off 0x%" PRIx64 ", len 0x%" PRIx64 "): %s", what,
-			     off + done, n - done, strerror(errno));
+			fail("%s: pread(off 0x%" PRIx64 ", len 0x%" PRIx64 "): %s", what, off + done, n - done,
+			     strerror(errno));
 		if (r == 0)
 			break;
 		done += (uint64_t)r;
@@ -410,8 +421,8 @@ static void check_read(int fi, uint64_t off, uint64_t len, const char *what)
 	if (got != expect) {
 		uint64_t n = got < expect ? got : expect;
 		check_bytes(fi, off, rbuf, n, what);
-		fail("%s of %s at 0x%" PRIx64 " len 0x%" PRIx64 ": got 0x%" PRIx64
-		     " bytes, expected 0x%" PRIx64 " (model size 0x%" PRIx64 ")",
+		fail("%s of %s at 0x%" PRIx64 " len 0x%" PRIx64 ": got 0x%" PRIx64 " bytes, expected 0x%" PRIx64
+		     " (model size 0x%" PRIx64 ")",
 		     what, fname(fi), off, len, got, expect, f->size);
 	}
 	check_bytes(fi, off, rbuf, got, what);
@@ -429,8 +440,7 @@ static void mark_range(struct tfile *f, uint64_t lo, uint64_t hi)
 static void model_set_size(struct tfile *f, uint64_t newsize)
 {
 	if (newsize != f->size)
-		mark_range(f, newsize < f->size ? newsize : f->size,
-			   newsize < f->size ? f->size : newsize);
+		mark_range(f, newsize < f->size ? newsize : f->size, newsize < f->size ? f->size : newsize);
 	if (newsize < f->size)
 		memset(f->model + newsize, 0, f->size - newsize);
 	f->size = newsize;
@@ -484,7 +494,7 @@ static uint64_t pick_len(uint64_t limit, bool rd)
 	if (cap > limit)
 		cap = limit;
 	len = 1 + rndn(cap);
-	if (rndn(5) == 0) {     /* page-multiple length */
+	if (rndn(5) == 0) { /* page-multiple length */
 		uint64_t a = round_up(len, pagesz);
 		if (a <= cap)
 			len = a;
@@ -499,7 +509,7 @@ static uint64_t pick_len(uint64_t limit, bool rd)
 static uint64_t pick_off(const struct tfile *f, uint64_t limit)
 {
 	static const uint64_t bounds[] = {
-		4 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB, 4 * MiB,
+	    4 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB, 4 * MiB,
 	};
 	uint64_t r = rndn(100), off;
 	int64_t o;
@@ -510,8 +520,7 @@ static uint64_t pick_off(const struct tfile *f, uint64_t limit)
 		if (nb == 0) {
 			off = rndn(limit);
 		} else {
-			o = (int64_t)((1 + rndn(nb)) * b) + (int64_t)rndn(4 * pagesz + 1) -
-			    (int64_t)(2 * pagesz);
+			o = (int64_t)((1 + rndn(nb)) * b) + (int64_t)rndn(4 * pagesz + 1) - (int64_t)(2 * pagesz);
 			off = o < 0 ? 0 : (uint64_t)o;
 		}
 	} else if (r < 40) {
@@ -620,7 +629,7 @@ static void op_read_random(int fi)
 	uint64_t off;
 
 	if (f->size == 0 || rndn(100) < 10)
-		off = rndn(maxlen + 64 * KiB);  /* possibly beyond EOF */
+		off = rndn(maxlen + 64 * KiB); /* possibly beyond EOF */
 	else
 		off = pick_off(f, f->size);
 	op_read(fi, off, pick_len(maxoplen, true));
@@ -630,8 +639,7 @@ static void op_read_random(int fi)
  * Verify that the bytes of the mapping beyond EOF in the last page read
  * as zero (POSIX: the remainder of a partial page is zero-filled).
  */
-static void check_eofpage(int fi, const unsigned char *map, uint64_t map_off,
-			  uint64_t maplen, const char *what)
+static void check_eofpage(int fi, const unsigned char *map, uint64_t map_off, uint64_t maplen, const char *what)
 {
 	uint64_t size = files[fi].size;
 
@@ -640,8 +648,8 @@ static void check_eofpage(int fi, const unsigned char *map, uint64_t map_off,
 	for (uint64_t i = size - map_off; i < maplen; i++)
 		if (map[i] != 0)
 			fail("%s of %s: byte at 0x%" PRIx64 " beyond EOF 0x%" PRIx64
-			     " in the last mapped page is 0x%02x, not zero", what,
-			     fname(fi), map_off + i, size, map[i]);
+			     " in the last mapped page is 0x%02x, not zero",
+			     what, fname(fi), map_off + i, size, map[i]);
 }
 
 static void op_mapread(int fi, uint64_t off, uint64_t len)
@@ -664,13 +672,13 @@ static void op_mapread(int fi, uint64_t off, uint64_t len)
 	uint64_t maplen = round_up(off + len - pg, pagesz);
 	unsigned char *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED, f->fd, (off_t)pg);
 	if (map == MAP_FAILED)
-		fail("mapread: mmap(len 0x%" PRIx64 ", off 0x%" PRIx64 ", PROT_READ, MAP_SHARED): %s",
-		     maplen, pg, strerror(errno));
+		fail("mapread: mmap(len 0x%" PRIx64 ", off 0x%" PRIx64 ", PROT_READ, MAP_SHARED): %s", maplen, pg,
+		     strerror(errno));
 	int sig = sigsetjmp(map_jmp, 1);
 	if (sig) {
 		map_active = 0;
-		fail("mapread: signal %d (%s) while reading mapping of %s at 0x%" PRIx64,
-		     sig, strsignal(sig), fname(fi), pg);
+		fail("mapread: signal %d (%s) while reading mapping of %s at 0x%" PRIx64, sig, strsignal(sig),
+		     fname(fi), pg);
 	}
 	map_active = 1;
 	memcpy(rbuf, map + (off - pg), len);
@@ -699,8 +707,7 @@ static void op_mapwrite(int fi)
 	cur->len = len;
 	if (off + len > f->size) {
 		if (ftruncate(f->fd, (off_t)(off + len)) < 0)
-			fail("mapwrite: ftruncate(0x%" PRIx64 ") to extend: %s", off + len,
-			     strerror(errno));
+			fail("mapwrite: ftruncate(0x%" PRIx64 ") to extend: %s", off + len, strerror(errno));
 		model_set_size(f, off + len);
 		cur->size_after = f->size;
 	}
@@ -708,16 +715,15 @@ static void op_mapwrite(int fi)
 
 	uint64_t pg = off & ~(pagesz - 1);
 	uint64_t maplen = round_up(off + len - pg, pagesz);
-	unsigned char *map = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED,
-				  f->fd, (off_t)pg);
+	unsigned char *map = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, (off_t)pg);
 	if (map == MAP_FAILED)
-		fail("mapwrite: mmap(len 0x%" PRIx64 ", off 0x%" PRIx64
-		     ", PROT_READ|PROT_WRITE, MAP_SHARED): %s", maplen, pg, strerror(errno));
+		fail("mapwrite: mmap(len 0x%" PRIx64 ", off 0x%" PRIx64 ", PROT_READ|PROT_WRITE, MAP_SHARED): %s",
+		     maplen, pg, strerror(errno));
 	int sig = sigsetjmp(map_jmp, 1);
 	if (sig) {
 		map_active = 0;
-		fail("mapwrite: signal %d (%s) while writing mapping of %s at 0x%" PRIx64,
-		     sig, strsignal(sig), fname(fi), pg);
+		fail("mapwrite: signal %d (%s) while writing mapping of %s at 0x%" PRIx64, sig, strsignal(sig),
+		     fname(fi), pg);
 	}
 	map_active = 1;
 	memcpy(map + (off - pg), wbuf, len);
@@ -743,11 +749,11 @@ static void op_truncate(int fi)
 		int fd = open_file(fi, O_RDWR | O_TRUNC);
 		close_fd(fd, "truncate: open(O_TRUNC)");
 	} else {
-		if (rndn(3) != 0) {     /* shrink (or same size) */
+		if (rndn(3) != 0) { /* shrink (or same size) */
 			newsize = f->size ? pick_off(f, f->size + 1) : 0;
 			if (newsize > f->size)
 				newsize = f->size;
-		} else {                /* grow (or same size) */
+		} else { /* grow (or same size) */
 			newsize = pick_off(f, maxlen + 1);
 			if (newsize < f->size)
 				newsize = f->size + rndn(maxlen - f->size + 1);
@@ -759,8 +765,7 @@ static void op_truncate(int fi)
 		} else {
 			cur->note = "truncate(path)";
 			if (truncate(f->path, (off_t)newsize) < 0)
-				fail("truncate(%s, 0x%" PRIx64 "): %s", f->path, newsize,
-				     strerror(errno));
+				fail("truncate(%s, 0x%" PRIx64 "): %s", f->path, newsize, strerror(errno));
 		}
 	}
 	cur->off = newsize;
@@ -778,17 +783,15 @@ static void op_fallocate(int fi)
 	if (fallocate(f->fd, 0, (off_t)off, (off_t)len) < 0) {
 		if (errno == EOPNOTSUPP || errno == ENOSYS) {
 			cur->note = "not supported: fallocate disabled";
-			fprintf(stdout, "fsx: fallocate: %s; disabling fallocate\n",
-				strerror(errno));
+			fprintf(stdout, "fsx: fallocate: %s; disabling fallocate\n", strerror(errno));
 			weight[OP_FALLOCATE] = 0;
 			return;
 		}
-		fail("fallocate(mode 0, off 0x%" PRIx64 ", len 0x%" PRIx64 "): %s", off, len,
-		     strerror(errno));
+		fail("fallocate(mode 0, off 0x%" PRIx64 ", len 0x%" PRIx64 "): %s", off, len, strerror(errno));
 	}
 	if (off + len > f->size) {
 		mark_range(f, f->size, off + len);
-		f->size = off + len;   /* model beyond old EOF is already zero */
+		f->size = off + len; /* model beyond old EOF is already zero */
 	}
 }
 
@@ -822,8 +825,8 @@ static void op_append(int fi)
 	if (fstat(fd, &st) < 0)
 		fail("append: fstat: %s", strerror(errno));
 	if ((uint64_t)st.st_size != f->size + len)
-		fail("append: size after O_APPEND write is 0x%" PRIx64 ", expected 0x%" PRIx64,
-		     (uint64_t)st.st_size, f->size + len);
+		fail("append: size after O_APPEND write is 0x%" PRIx64 ", expected 0x%" PRIx64, (uint64_t)st.st_size,
+		     f->size + len);
 	close_fd(fd, "append");
 	memcpy(f->model + f->size, wbuf, len);
 	mark_range(f, f->size, f->size + len);
@@ -914,8 +917,9 @@ static void selftest_flip(void)
 		st_off = rndn(files[fi].size);
 		files[fi].model[st_off] ^= 0x5a;
 		st_flipped = st_force = true;
-		printf("fsx: self-test: flipped model byte of %s at 0x%" PRIx64
-		       " after op %" PRIu64 " (this run must fail)\n", fname(fi), st_off, opnum);
+		printf("fsx: self-test: flipped model byte of %s at 0x%" PRIx64 " after op %" PRIu64
+		       " (this run must fail)\n",
+		       fname(fi), st_off, opnum);
 		return;
 	}
 }
@@ -942,7 +946,9 @@ static void run_op(void)
 	opcount[type]++;
 
 	switch (type) {
-	case OP_WRITE:     op_write(fi); break;
+	case OP_WRITE:
+		op_write(fi);
+		break;
 	case OP_READ:
 		if (st_force) {
 			uint64_t back = rndn(st_off < 4096 ? st_off + 1 : 4096);
@@ -961,13 +967,27 @@ static void run_op(void)
 			op_mapread_random(fi);
 		}
 		break;
-	case OP_MAPWRITE:  op_mapwrite(fi); break;
-	case OP_TRUNCATE:  op_truncate(fi); break;
-	case OP_FALLOCATE: op_fallocate(fi); break;
-	case OP_APPEND:    op_append(fi); break;
-	case OP_FSYNC:     op_fsync(fi); break;
-	case OP_REOPEN:    op_reopen(fi); break;
-	case OP_DROPCACHE: op_dropcache(fi); break;
+	case OP_MAPWRITE:
+		op_mapwrite(fi);
+		break;
+	case OP_TRUNCATE:
+		op_truncate(fi);
+		break;
+	case OP_FALLOCATE:
+		op_fallocate(fi);
+		break;
+	case OP_APPEND:
+		op_append(fi);
+		break;
+	case OP_FSYNC:
+		op_fsync(fi);
+		break;
+	case OP_REOPEN:
+		op_reopen(fi);
+		break;
+	case OP_DROPCACHE:
+		op_dropcache(fi);
+		break;
 	}
 	st_force = false;
 	cur->size_after = files[fi].size;
@@ -986,13 +1006,12 @@ static void full_compare(int fi, const char *what)
 		uint64_t got = full_pread(f->fd, rbuf, n, off, what);
 		check_bytes(fi, off, rbuf, got, what);
 		if (got != n)
-			fail("%s of %s: short read at 0x%" PRIx64 " (got 0x%" PRIx64
-			     " of 0x%" PRIx64 " bytes)", what, fname(fi), off, got, n);
+			fail("%s of %s: short read at 0x%" PRIx64 " (got 0x%" PRIx64 " of 0x%" PRIx64 " bytes)", what,
+			     fname(fi), off, got, n);
 	}
 	/* and nothing beyond EOF */
 	if (full_pread(f->fd, rbuf, 1, f->size, what) != 0)
-		fail("%s of %s: data readable beyond EOF 0x%" PRIx64, what, fname(fi),
-		     f->size);
+		fail("%s of %s: data readable beyond EOF 0x%" PRIx64, what, fname(fi), f->size);
 }
 
 /*
@@ -1051,26 +1070,25 @@ static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
 	fprintf(stderr,
-"usage: fsx [-n NUMOPS] [-S SEED] [-l] [-m MAXLEN] [-N NFILES] [-o MAXOPLEN]\n"
-"           [-c CHECKEVERY] [-R] [-W] [-F] [-v] [-X] DIR\n"
-"  -n NUMOPS   number of operations (default %llu; %llu with -l)\n"
-"  -S SEED     PRNG seed (default 1; 0 = pick from time and pid)\n"
-"  -l          long mode for manual runs: %llu ops, MAXLEN %llu MiB,\n"
-"              unless -n / -m are given\n"
-"  -m MAXLEN   maximum file length, suffixes k/m/g (default %llu MiB)\n"
-"  -N NFILES   number of files exercised (default %d, max %d)\n"
-"  -o MAXOPLEN maximum length of one read/write (default min(MAXLEN, %llu MiB))\n"
-"  -c N        every N ops reopen each file, drop its page cache and compare\n"
-"              every byte (default %d; 0 = only at the end)\n"
-"  -R / -W     disable mmap reads / mmap writes\n"
-"  -F          disable fallocate (also disabled automatically on EOPNOTSUPP)\n"
-"  -v          print every operation\n"
-"  -X          self-test: flip one model byte after op %d (or halfway) and force\n"
-"              a read of it; the run MUST fail with a MISMATCH report\n"
-"Files DIR/fsx.0 .. are created (DIR too if missing) and removed on success.\n",
-		(unsigned long long)DEF_NUMOPS, (unsigned long long)LONG_NUMOPS,
-		(unsigned long long)LONG_NUMOPS, (unsigned long long)(LONG_MAXLEN / MiB),
-		(unsigned long long)(DEF_MAXLEN / MiB), DEF_NFILES, MAX_NFILES,
+		"usage: fsx [-n NUMOPS] [-S SEED] [-l] [-m MAXLEN] [-N NFILES] [-o MAXOPLEN]\n"
+		"           [-c CHECKEVERY] [-R] [-W] [-F] [-v] [-X] DIR\n"
+		"  -n NUMOPS   number of operations (default %llu; %llu with -l)\n"
+		"  -S SEED     PRNG seed (default 1; 0 = pick from time and pid)\n"
+		"  -l          long mode for manual runs: %llu ops, MAXLEN %llu MiB,\n"
+		"              unless -n / -m are given\n"
+		"  -m MAXLEN   maximum file length, suffixes k/m/g (default %llu MiB)\n"
+		"  -N NFILES   number of files exercised (default %d, max %d)\n"
+		"  -o MAXOPLEN maximum length of one read/write (default min(MAXLEN, %llu MiB))\n"
+		"  -c N        every N ops reopen each file, drop its page cache and compare\n"
+		"              every byte (default %d; 0 = only at the end)\n"
+		"  -R / -W     disable mmap reads / mmap writes\n"
+		"  -F          disable fallocate (also disabled automatically on EOPNOTSUPP)\n"
+		"  -v          print every operation\n"
+		"  -X          self-test: flip one model byte after op %d (or halfway) and force\n"
+		"              a read of it; the run MUST fail with a MISMATCH report\n"
+		"Files DIR/fsx.0 .. are created (DIR too if missing) and removed on success.\n",
+		(unsigned long long)DEF_NUMOPS, (unsigned long long)LONG_NUMOPS, (unsigned long long)LONG_NUMOPS,
+		(unsigned long long)(LONG_MAXLEN / MiB), (unsigned long long)(DEF_MAXLEN / MiB), DEF_NFILES, MAX_NFILES,
 		(unsigned long long)(MAX_MAXOPLEN / MiB), DEF_CHECK_EVERY, SELFTEST_OP);
 	exit(2);
 }
@@ -1084,10 +1102,20 @@ static uint64_t parse_num(const char *s, bool suffixes)
 		usage();
 	if (suffixes && *end) {
 		switch (*end) {
-		case 'k': case 'K': v <<= 10; break;
-		case 'm': case 'M': v <<= 20; break;
-		case 'g': case 'G': v <<= 30; break;
-		default: usage();
+		case 'k':
+		case 'K':
+			v <<= 10;
+			break;
+		case 'm':
+		case 'M':
+			v <<= 20;
+			break;
+		case 'g':
+		case 'G':
+			v <<= 30;
+			break;
+		default:
+			usage();
 		}
 		end++;
 	}
@@ -1107,7 +1135,7 @@ static bool make_dir(const char *path)
 		exit(2);
 	}
 	strcpy(tmp, path);
-	for (char *p = tmp + 1; ; p++) {
+	for (char *p = tmp + 1;; p++) {
 		if (*p == '/' || *p == '\0') {
 			char c = *p;
 			*p = '\0';
@@ -1140,10 +1168,20 @@ int main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "n:S:lm:N:o:c:RWFvXh")) != -1) {
 		switch (c) {
-		case 'n': numops = parse_num(optarg, false); have_n = true; break;
-		case 'S': seed = parse_num(optarg, false); break;
-		case 'l': longmode = true; break;
-		case 'm': maxlen = parse_num(optarg, true); have_m = true; break;
+		case 'n':
+			numops = parse_num(optarg, false);
+			have_n = true;
+			break;
+		case 'S':
+			seed = parse_num(optarg, false);
+			break;
+		case 'l':
+			longmode = true;
+			break;
+		case 'm':
+			maxlen = parse_num(optarg, true);
+			have_m = true;
+			break;
 		case 'N': {
 			uint64_t n = parse_num(optarg, false);
 			if (n < 1 || n > MAX_NFILES)
@@ -1151,14 +1189,29 @@ int main(int argc, char **argv)
 			nfiles = (int)n;
 			break;
 		}
-		case 'o': oplen_opt = parse_num(optarg, true); break;
-		case 'c': check_every = parse_num(optarg, false); break;
-		case 'R': weight[OP_MAPREAD] = 0; break;
-		case 'W': weight[OP_MAPWRITE] = 0; break;
-		case 'F': weight[OP_FALLOCATE] = 0; break;
-		case 'v': verbose = true; break;
-		case 'X': selftest = true; break;
-		default: usage();
+		case 'o':
+			oplen_opt = parse_num(optarg, true);
+			break;
+		case 'c':
+			check_every = parse_num(optarg, false);
+			break;
+		case 'R':
+			weight[OP_MAPREAD] = 0;
+			break;
+		case 'W':
+			weight[OP_MAPWRITE] = 0;
+			break;
+		case 'F':
+			weight[OP_FALLOCATE] = 0;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'X':
+			selftest = true;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc - 1)
@@ -1219,9 +1272,9 @@ int main(int argc, char **argv)
 	sigaction(SIGBUS, &sa, NULL);
 	sigaction(SIGSEGV, &sa, NULL);
 
-	printf("fsx: seed %" PRIu64 ", %" PRIu64 " ops, %d files of up to %" PRIu64
-	       " bytes (max op 0x%" PRIx64 ") in %s%s\n", seed, numops, nfiles, maxlen,
-	       maxoplen, dir, selftest ? " [self-test: must fail]" : "");
+	printf("fsx: seed %" PRIu64 ", %" PRIu64 " ops, %d files of up to %" PRIu64 " bytes (max op 0x%" PRIx64
+	       ") in %s%s\n",
+	       seed, numops, nfiles, maxlen, maxoplen, dir, selftest ? " [self-test: must fail]" : "");
 	fflush(stdout);
 
 	uint64_t flip_at = numops >= 2 * SELFTEST_OP ? SELFTEST_OP : numops / 2;
@@ -1243,26 +1296,27 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 
 	if (selftest) {
-		fprintf(stderr, "fsx: self-test %s: the corrupted model byte was NOT "
-			"detected\n", st_flipped ? "FAILED" : "did not run (too few ops)");
+		fprintf(stderr,
+			"fsx: self-test %s: the corrupted model byte was NOT "
+			"detected\n",
+			st_flipped ? "FAILED" : "did not run (too few ops)");
 		return 1;
 	}
 
 	for (int i = 0; i < nfiles; i++) {
 		close(files[i].fd);
 		if (unlink(files[i].path) < 0)
-			fprintf(stderr, "fsx: warning: unlink %s: %s\n", files[i].path,
-				strerror(errno));
+			fprintf(stderr, "fsx: warning: unlink %s: %s\n", files[i].path, strerror(errno));
 	}
 	if (created)
-		rmdir(dir);     /* best effort */
+		rmdir(dir); /* best effort */
 
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("fsx: op counts:");
 	for (int t = 0; t < OP_NTYPES; t++)
 		printf(" %s=%" PRIu64, opname[t], opcount[t]);
-	printf(" (skipped %" PRIu64 ")%s; %.2f s\n", skipped,
-	       weight[OP_FALLOCATE] ? "" : " [fallocate disabled]", secs);
+	printf(" (skipped %" PRIu64 ")%s; %.2f s\n", skipped, weight[OP_FALLOCATE] ? "" : " [fallocate disabled]",
+	       secs);
 	printf("fsx: %" PRIu64 " ops OK (seed %" PRIu64 ")\n", numops, seed);
 	for (int i = 0; i < nfiles; i++)
 		free(files[i].model), free(files[i].pagelast), free(files[i].path);

@@ -110,28 +110,27 @@ static inline int check_contains_(const char *file, int line, const char *expr, 
 	return 0;
 }
 
-#define CHECK_MEM(a, b, n)                                                                         \
-	do {                                                                                       \
-		if (memcmp((a), (b), (n)))                                                         \
-			check_fail(__FILE__, __LINE__, "CHECK_MEM(" #a ", " #b ", " #n ")",        \
-				   "bytes differ");                                                \
+#define CHECK_MEM(a, b, n)                                                                                   \
+	do {                                                                                                 \
+		if (memcmp((a), (b), (n)))                                                                   \
+			check_fail(__FILE__, __LINE__, "CHECK_MEM(" #a ", " #b ", " #n ")", "bytes differ"); \
 	} while (0)
 
 /* Same checks, but leave the test function on failure. */
-#define REQUIRE(expr)                                                                              \
-	do {                                                                                       \
-		if (!CHECK(expr))                                                                  \
-			return;                                                                    \
+#define REQUIRE(expr)             \
+	do {                      \
+		if (!CHECK(expr)) \
+			return;   \
 	} while (0)
-#define REQUIRE_OK(call)                                                                           \
-	do {                                                                                       \
-		if (!CHECK_OK(call))                                                               \
-			return;                                                                    \
+#define REQUIRE_OK(call)             \
+	do {                         \
+		if (!CHECK_OK(call)) \
+			return;      \
 	} while (0)
-#define REQUIRE_EQ(a, b)                                                                           \
-	do {                                                                                       \
-		if (!CHECK_EQ(a, b))                                                               \
-			return;                                                                    \
+#define REQUIRE_EQ(a, b)             \
+	do {                         \
+		if (!CHECK_EQ(a, b)) \
+			return;      \
 	} while (0)
 
 /* A fresh private directory under $TMPDIR (or /tmp); check_rmtree() removes it. */

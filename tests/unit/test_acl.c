@@ -30,8 +30,11 @@ static uint16_t perm_of(const struct rfs_acl *a, uint16_t tag)
 static void acl_round_trip_and_wire_format(void)
 {
 	static struct rfs_acl a, b;
-	const struct rfs_acl_entry e[] = {{U_OBJ, 6, 0xffffffffu}, {U, 4, 65534}, {G_OBJ, 0, 0xffffffffu},
-					  {MASK, 4, 0xffffffffu}, {OTHER, 0, 0xffffffffu}};
+	const struct rfs_acl_entry e[] = {{U_OBJ, 6, 0xffffffffu},
+					  {U, 4, 65534},
+					  {G_OBJ, 0, 0xffffffffu},
+					  {MASK, 4, 0xffffffffu},
+					  {OTHER, 0, 0xffffffffu}};
 	set(&a, 5, e);
 	REQUIRE_EQ(rfs_acl_size(&a), 44);
 	uint8_t buf[44];

@@ -242,14 +242,14 @@ static void cache_stats_hits_misses(void)
 	CHECK_EQ(st.used, 0);
 	CHECK_EQ(st.blocks, 0);
 	CHECK_EQ(st.limit, 2 * BLK);
-	CHECK(!read_block(c, 1));       /* miss */
-	CHECK(!has_block(c, 1));        /* not counted */
+	CHECK(!read_block(c, 1)); /* miss */
+	CHECK(!has_block(c, 1));  /* not counted */
 	CHECK_OK(put_block(c, 1));
-	CHECK(read_block(c, 1));        /* hit */
-	CHECK(read_block(c, 1));        /* hit */
+	CHECK(read_block(c, 1)); /* hit */
+	CHECK(read_block(c, 1)); /* hit */
 	CHECK_OK(put_block(c, 2));
-	CHECK_OK(put_block(c, 3));      /* evicts 1 */
-	CHECK(!read_block(c, 1));       /* miss */
+	CHECK_OK(put_block(c, 3)); /* evicts 1 */
+	CHECK(!read_block(c, 1));  /* miss */
 	CHECK(has_block(c, 2));
 	rfs_cache_get_stats(c, &st);
 	CHECK_EQ(st.hits, 2);

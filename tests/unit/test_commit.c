@@ -17,8 +17,8 @@
 struct flaky {
 	struct rfs_store base;
 	struct rfs_store *inner;
-	int fail_after_put; /* if set: the next put_if_absent succeeds, then reports -fail_after_put */
-	int get_delay_us;   /* each get takes at least this long (a remote store's round trip) */
+	int fail_after_put;               /* if set: the next put_if_absent succeeds, then reports -fail_after_put */
+	int get_delay_us;                 /* each get takes at least this long (a remote store's round trip) */
 	int gets, inflight, max_inflight; /* counted under count_lock */
 	pthread_mutex_t count_lock;
 };
@@ -79,14 +79,14 @@ static void fl_close(struct rfs_store *s)
 }
 
 static const struct rfs_store_ops flaky_ops = {
-	.name = "flaky",
-	.put = fl_put,
-	.put_if_absent = fl_put_if_absent,
-	.get = fl_get,
-	.head = fl_head,
-	.list = fl_list,
-	.del = fl_del,
-	.close = fl_close,
+    .name = "flaky",
+    .put = fl_put,
+    .put_if_absent = fl_put_if_absent,
+    .get = fl_get,
+    .head = fl_head,
+    .list = fl_list,
+    .del = fl_del,
+    .close = fl_close,
 };
 
 static struct flaky *flaky_wrap(struct rfs_store *inner)
@@ -176,8 +176,15 @@ static void world_close(struct world *w)
 
 static struct rfs_attr mk_attr(uint64_t ino, uint32_t mode, uint64_t size)
 {
-	return (struct rfs_attr){.ino = ino, .mode = mode, .uid = 1000, .gid = 100, .nlink = S_ISDIR(mode) ? 2 : 1,
-				 .size = size, .atime = 11, .mtime = 22, .ctime = 33};
+	return (struct rfs_attr){.ino = ino,
+				 .mode = mode,
+				 .uid = 1000,
+				 .gid = 100,
+				 .nlink = S_ISDIR(mode) ? 2 : 1,
+				 .size = size,
+				 .atime = 11,
+				 .mtime = 22,
+				 .ctime = 33};
 }
 
 /* Inside a transaction: a new inode named name in parent. */
@@ -266,14 +273,14 @@ static int put_record(struct world *w, int64_t seq, const struct rfs_buf *b)
 static char *dump_shared(const char *path)
 {
 	static const char *const queries[] = {
-		"SELECT ino, mode, uid, gid, CASE WHEN (mode & 61440)=16384 THEN 0 ELSE nlink END, size, rdev, atime,"
-		" mtime, ctime FROM inodes WHERE ino != 1 ORDER BY ino",
-		"SELECT parent, name, ino, cookie FROM dentries ORDER BY parent, name",
-		"SELECT ino, hex(target) FROM symlinks ORDER BY ino",
-		"SELECT ino, idx, hex(hash) FROM bmap ORDER BY ino, idx",
-		"SELECT hex(hash), pack, off, slen, rlen, codec FROM blocks ORDER BY hash",
-		"SELECT ino, name, hex(value) FROM xattrs ORDER BY ino, name",
-		"SELECT start, host FROM ranges ORDER BY start",
+	    "SELECT ino, mode, uid, gid, CASE WHEN (mode & 61440)=16384 THEN 0 ELSE nlink END, size, rdev, atime,"
+	    " mtime, ctime FROM inodes WHERE ino != 1 ORDER BY ino",
+	    "SELECT parent, name, ino, cookie FROM dentries ORDER BY parent, name",
+	    "SELECT ino, hex(target) FROM symlinks ORDER BY ino",
+	    "SELECT ino, idx, hex(hash) FROM bmap ORDER BY ino, idx",
+	    "SELECT hex(hash), pack, off, slen, rlen, codec FROM blocks ORDER BY hash",
+	    "SELECT ino, name, hex(value) FROM xattrs ORDER BY ino, name",
+	    "SELECT start, host FROM ranges ORDER BY start",
 	};
 	struct rfs_buf out = {0};
 	sqlite3 *db = NULL;
@@ -887,9 +894,9 @@ static void pull_catches_up_in_parallel_windows(void)
 	CHECK_EQ(rfs_sync_pull(c.s), N);
 	CHECK_EQ(stats(&c).applied_seq, N);
 	same_replicas(&w.a, &c);
-	CHECK(fl->max_inflight > 1);      /* fetched in parallel */
-	CHECK(fl->gets >= N + 1);         /* every record, and the miss that ends the log */
-	CHECK(fl->gets <= N + 32);        /* at most one window of misses */
+	CHECK(fl->max_inflight > 1); /* fetched in parallel */
+	CHECK(fl->gets >= N + 1);    /* every record, and the miss that ends the log */
+	CHECK(fl->gets <= N + 32);   /* at most one window of misses */
 	/* steady state: nothing new is one GET; one new record is two */
 	fl->gets = 0;
 	CHECK_EQ(rfs_sync_pull(c.s), 0);

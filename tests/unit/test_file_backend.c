@@ -119,8 +119,8 @@ static void store_put_get_ranges(void)
 	get_equals(f.s, "data/ab/pack1", 10, RFS_GET_TO_END, "abcdef");
 	get_equals(f.s, "data/ab/pack1", 12, 100, "cdef"); /* runs past the end: short */
 	get_equals(f.s, "data/ab/pack1", 15, 2, "f");
-	get_equals(f.s, "data/ab/pack1", 16, 5, "");       /* at the end */
-	get_equals(f.s, "data/ab/pack1", 1000, 5, "");     /* past the end */
+	get_equals(f.s, "data/ab/pack1", 16, 5, "");   /* at the end */
+	get_equals(f.s, "data/ab/pack1", 1000, 5, ""); /* past the end */
 	get_equals(f.s, "data/ab/pack1", 1000, RFS_GET_TO_END, "");
 	get_equals(f.s, "data/ab/pack1", 4, 0, "");
 
@@ -212,8 +212,16 @@ static void store_list_sorted_prefix(void)
 	REQUIRE(setup(&f) == 0);
 	/* put in a scrambled order; each object's content is its key */
 	static const char *const keys[] = {
-		"log/00000000000000000010", "data/cd/zz", "roamfs.json", "log/00000000000000000002",
-		"data/ab/y", "logx", "data/ab/x", "log/00000000000000000001", "data/a", "data/ab/sub/deep",
+	    "log/00000000000000000010",
+	    "data/cd/zz",
+	    "roamfs.json",
+	    "log/00000000000000000002",
+	    "data/ab/y",
+	    "logx",
+	    "data/ab/x",
+	    "log/00000000000000000001",
+	    "data/a",
+	    "data/ab/sub/deep",
 	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		CHECK_OK(rfs_store_put(f.s, keys[i], keys[i], strlen(keys[i])));
@@ -222,9 +230,17 @@ static void store_list_sorted_prefix(void)
 	snprintf(tmp, sizeof(tmp), "%s/log/.tmp-deadbeef", f.dir);
 	CHECK_OK(rfs_write_file_atomic(tmp, "junk", 4, 0600));
 
-	static const char *const all[] = {"data/a", "data/ab/sub/deep", "data/ab/x", "data/ab/y", "data/cd/zz",
-					  "log/00000000000000000001", "log/00000000000000000002",
-					  "log/00000000000000000010", "logx", "roamfs.json", NULL};
+	static const char *const all[] = {"data/a",
+					  "data/ab/sub/deep",
+					  "data/ab/x",
+					  "data/ab/y",
+					  "data/cd/zz",
+					  "log/00000000000000000001",
+					  "log/00000000000000000002",
+					  "log/00000000000000000010",
+					  "logx",
+					  "roamfs.json",
+					  NULL};
 	expect_list(f.s, "", all);
 	static const char *const log[] = {"log/00000000000000000001", "log/00000000000000000002",
 					  "log/00000000000000000010", NULL};

@@ -29,7 +29,7 @@ static void teardown(struct fixture *f)
 }
 
 static const struct rfs_format fmt1 = {
-	.version = RFS_FORMAT_VERSION, .uuid = "0123456789abcdef0123456789abcdef", .block_size = 4U << 20, .compress = 1};
+    .version = RFS_FORMAT_VERSION, .uuid = "0123456789abcdef0123456789abcdef", .block_size = 4U << 20, .compress = 1};
 
 static void put_record(struct rfs_store *s, const char *body)
 {
@@ -67,7 +67,8 @@ static void format_round_trip_uncompressed(void)
 	struct fixture f;
 	REQUIRE(setup(&f) == 0);
 	char err[1024] = "";
-	struct rfs_format in = {.uuid = "ffffffffffffffffffffffffffffffff", .block_size = RFS_MIN_BLOCK_SIZE, .compress = 0};
+	struct rfs_format in = {
+	    .uuid = "ffffffffffffffffffffffffffffffff", .block_size = RFS_MIN_BLOCK_SIZE, .compress = 0};
 	CHECK_OK(rfs_format_write(f.s, &in, 0, err, sizeof(err)));
 	struct rfs_format got;
 	if (CHECK_OK(rfs_format_read(f.s, &got, err, sizeof(err)))) {
@@ -136,19 +137,19 @@ static void format_damaged(void)
 	struct fixture f;
 	REQUIRE(setup(&f) == 0);
 	static const char *const bad[] = {
-		"",
-		"not json at all",
-		"{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_si",  /* cut short */
-		"{\"roamfs\": \"one\", \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 4194304, "
-		"\"compression\": \"lz4\"}",
-		"{\"roamfs\": 1, \"uuid\": 12, \"block_size\": 4194304, \"compression\": \"lz4\"}",
-		"{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef0\", \"block_size\": 4194304, "
-		"\"compression\": \"lz4\"}", /* uuid too long for the field */
-		"{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 4194304, "
-		"\"compression\": \"lz4}",    /* unterminated string */
-		"{\"roamfs\" 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 4194304, "
-		"\"compression\": \"lz4\"}",  /* no colon */
-		"{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"compression\": \"lz4\"}",
+	    "",
+	    "not json at all",
+	    "{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_si", /* cut short */
+	    "{\"roamfs\": \"one\", \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 4194304, "
+	    "\"compression\": \"lz4\"}",
+	    "{\"roamfs\": 1, \"uuid\": 12, \"block_size\": 4194304, \"compression\": \"lz4\"}",
+	    "{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef0\", \"block_size\": 4194304, "
+	    "\"compression\": \"lz4\"}", /* uuid too long for the field */
+	    "{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 4194304, "
+	    "\"compression\": \"lz4}", /* unterminated string */
+	    "{\"roamfs\" 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 4194304, "
+	    "\"compression\": \"lz4\"}", /* no colon */
+	    "{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"compression\": \"lz4\"}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		put_record(f.s, bad[i]);

@@ -36,9 +36,12 @@ static int ws_open(struct ws *w)
 		return -1;
 	snprintf(w->store_dir, sizeof(w->store_dir), "%s/store", w->dir);
 	char err[1024] = "", path[4300];
-	struct rfs_format f = {.version = RFS_FORMAT_VERSION, .uuid = "0123456789abcdef0123456789abcdef",
-			       .block_size = 1u << 20, .compress = 1};
-	if (!CHECK_OK(rfs_mkdir_p(w->store_dir, 0755)) || !CHECK_OK(rfs_store_open(w->store_dir, &w->store, err, sizeof(err))) ||
+	struct rfs_format f = {.version = RFS_FORMAT_VERSION,
+			       .uuid = "0123456789abcdef0123456789abcdef",
+			       .block_size = 1u << 20,
+			       .compress = 1};
+	if (!CHECK_OK(rfs_mkdir_p(w->store_dir, 0755)) ||
+	    !CHECK_OK(rfs_store_open(w->store_dir, &w->store, err, sizeof(err))) ||
 	    !CHECK_OK(rfs_format_write(w->store, &f, 0, err, sizeof(err))))
 		return -1;
 	snprintf(path, sizeof(path), "%s/writer.db", w->dir);
@@ -215,8 +218,8 @@ static int run_fsck(struct ws *w, int repair, struct rfs_fsck_stats *st, struct 
 static int run_gc(struct ws *w, int64_t grace_s, int64_t now_ms, int dry_run, struct rfs_gc_stats *st, struct notes *ns)
 {
 	memset(ns, 0, sizeof(*ns));
-	struct rfs_gc_opts o = {.grace_s = grace_s, .now_ms = now_ms, .dry_run = dry_run, .work_dir = w->dir,
-				.cb = collect, .arg = ns};
+	struct rfs_gc_opts o = {
+	    .grace_s = grace_s, .now_ms = now_ms, .dry_run = dry_run, .work_dir = w->dir, .cb = collect, .arg = ns};
 	char err[1024] = "";
 	int rc = rfs_gc(w->store, &o, st, err, sizeof(err));
 	if (rc < 0)
@@ -543,8 +546,8 @@ static void gc_orphans_by_age_and_foreign_objects_untouched(void)
 	if (ws_open(&w) == 0) {
 		struct rfs_block_loc old, young, live;
 		uint8_t h[RFS_HASH_LEN];
-		REQUIRE_OK(put_pack(&w, a, sizeof(a), 3 * HOUR, &old, h));  /* a flush that crashed long ago */
-		REQUIRE_OK(put_pack(&w, b, sizeof(b), 60, &young, h));      /* a flush in progress */
+		REQUIRE_OK(put_pack(&w, a, sizeof(a), 3 * HOUR, &old, h)); /* a flush that crashed long ago */
+		REQUIRE_OK(put_pack(&w, b, sizeof(b), 60, &young, h));     /* a flush in progress */
 		REQUIRE(ws_file(&w, RFS_ROOT_INO, "live", c, sizeof(c), 3 * HOUR, 1, &live));
 		REQUIRE_OK(rfs_store_put(w.store, "data/zz/notes", "x", 1));
 		struct rfs_gc_stats st;

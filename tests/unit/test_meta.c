@@ -42,8 +42,16 @@ static int fresh_dir(void)
 
 static struct rfs_attr mk_attr(uint64_t ino, uint32_t mode, uint64_t size, int64_t t)
 {
-	return (struct rfs_attr){.ino = ino, .mode = mode, .uid = 1000, .gid = 100, .nlink = S_ISDIR(mode) ? 2 : 1,
-				 .size = size, .rdev = 0, .atime = t, .mtime = t + 1, .ctime = t + 2};
+	return (struct rfs_attr){.ino = ino,
+				 .mode = mode,
+				 .uid = 1000,
+				 .gid = 100,
+				 .nlink = S_ISDIR(mode) ? 2 : 1,
+				 .size = size,
+				 .rdev = 0,
+				 .atime = t,
+				 .mtime = t + 1,
+				 .ctime = t + 2};
 }
 
 /* Inside a transaction: a new inode named name in parent. Returns its number, 0 on failure. */
@@ -455,8 +463,8 @@ static void meta_bmap(void)
 		CHECK_OK(rfs_meta_bmap_set(a.m, f, i, h));
 	}
 	hash_of(7777, h);
-	CHECK_OK(rfs_meta_bmap_set(a.m, f, 3, h)); /* replace */
-	CHECK_OK(rfs_meta_bmap_set(a.m, f, 3, h)); /* same value again */
+	CHECK_OK(rfs_meta_bmap_set(a.m, f, 3, h));          /* replace */
+	CHECK_OK(rfs_meta_bmap_set(a.m, f, 3, h));          /* same value again */
 	CHECK_OK(rfs_meta_bmap_set(a.m, f, 1ULL << 40, h)); /* a sparse, far index */
 	CHECK_OK(rfs_meta_commit(a.m));
 
@@ -520,8 +528,8 @@ static void meta_blocks(void)
 	uint8_t h1[RFS_HASH_LEN], h2[RFS_HASH_LEN];
 	hash_of(1, h1);
 	hash_of(2, h2);
-	struct rfs_block_loc l1 = {.pack = "0123456789abcdef0123456789abcdef", .off = 1ULL << 33, .slen = 100,
-				   .rlen = 4194304, .codec = 1};
+	struct rfs_block_loc l1 = {
+	    .pack = "0123456789abcdef0123456789abcdef", .off = 1ULL << 33, .slen = 100, .rlen = 4194304, .codec = 1};
 	struct rfs_block_loc l2 = {.pack = "ffffffffffffffffffffffffffffffff", .off = 5, .slen = 6, .rlen = 6};
 	CHECK_OK(rfs_meta_begin(a.m));
 	CHECK_OK(rfs_meta_block_put(a.m, h1, &l1));
@@ -859,8 +867,8 @@ static void build_history(struct rfs_meta *m, uint64_t *dir_out, uint64_t *file_
 	CHECK_OK(rfs_meta_begin(m));
 	for (uint64_t i = 0; i < 4; i++) {
 		hash_of(i, h);
-		struct rfs_block_loc loc = {.pack = "00112233445566778899aabbccddeeff", .off = i * 100, .slen = 100,
-					    .rlen = 4096, .codec = 1};
+		struct rfs_block_loc loc = {
+		    .pack = "00112233445566778899aabbccddeeff", .off = i * 100, .slen = 100, .rlen = 4096, .codec = 1};
 		CHECK_OK(rfs_meta_block_put(m, h, &loc));
 		CHECK_OK(rfs_meta_bmap_set(m, file, i, h));
 	}
@@ -906,8 +914,8 @@ static void compare_replicas(struct db *a, struct db *b, uint64_t dir, uint64_t 
 	static const struct {
 		uint64_t parent;
 		const char *name;
-	} names[] = {{RFS_ROOT_INO, "docs"}, {RFS_ROOT_INO, "link"}, {0, "report.txt"}, {0, "final"},
-		     {0, "tmp"},             {0, "ephemeral"}};
+	} names[] = {{RFS_ROOT_INO, "docs"}, {RFS_ROOT_INO, "link"}, {0, "report.txt"}, {0, "final"}, {0, "tmp"},
+		     {0, "ephemeral"}};
 	rfs_meta_lock(a->m);
 	rfs_meta_lock(b->m);
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -932,7 +940,8 @@ static void compare_replicas(struct db *a, struct db *b, uint64_t dir, uint64_t 
 		rfs_buf_free(&lb);
 	}
 	struct rfs_attr ra, rb;
-	if (CHECK_OK(rfs_meta_get_attr(a->m, RFS_ROOT_INO, &ra)) && CHECK_OK(rfs_meta_get_attr(b->m, RFS_ROOT_INO, &rb)))
+	if (CHECK_OK(rfs_meta_get_attr(a->m, RFS_ROOT_INO, &ra)) &&
+	    CHECK_OK(rfs_meta_get_attr(b->m, RFS_ROOT_INO, &rb)))
 		CHECK(attr_equal(&ra, &rb));
 	CHECK(xattr_value_is(b->m, file, "user.tag", "green", 5));
 	struct rfs_buf v = {0};
@@ -1170,7 +1179,8 @@ static void touch_cb(void *arg, uint64_t ino, uint64_t parent, const char *name)
 	struct touches *t = arg;
 	if (name) {
 		if (t->entries < 4)
-			snprintf(t->names[t->entries], sizeof(t->names[0]), "%llu/%s", (unsigned long long)parent, name);
+			snprintf(t->names[t->entries], sizeof(t->names[0]), "%llu/%s", (unsigned long long)parent,
+				 name);
 		t->entries++;
 	} else {
 		if (t->inodes < 16)
@@ -1269,7 +1279,8 @@ static void meta_apply_truncated_changeset(void)
 				}
 				alarm(0);
 				if (rc >= 0) {
-					fprintf(stderr, "  a changeset cut to %zu of %zu bytes was applied\n", l, cs.len);
+					fprintf(stderr, "  a changeset cut to %zu of %zu bytes was applied\n", l,
+						cs.len);
 					bad = 1;
 				}
 			}

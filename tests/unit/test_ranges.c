@@ -38,9 +38,9 @@ static void ranges_put_and_cover(void)
 	CHECK_OK(rfs_ranges_put(r, "packA", 5000, buf, 10000));
 	CHECK(rfs_ranges_has(r, "packA", 5000, 10000));
 	CHECK(rfs_ranges_has(r, "packA", 7000, 100));
-	CHECK(!rfs_ranges_has(r, "packA", 4999, 2));     /* starts before the range */
-	CHECK(!rfs_ranges_has(r, "packA", 14999, 2));    /* ends after it */
-	CHECK(!rfs_ranges_has(r, "packB", 7000, 100));   /* another pack */
+	CHECK(!rfs_ranges_has(r, "packA", 4999, 2));   /* starts before the range */
+	CHECK(!rfs_ranges_has(r, "packA", 14999, 2));  /* ends after it */
+	CHECK(!rfs_ranges_has(r, "packB", 7000, 100)); /* another pack */
 	CHECK(read_back(r, "packA", 7000, 100));
 	CHECK(read_back(r, "packA", 14000, 1000));
 	uint64_t st;
@@ -73,7 +73,7 @@ static void ranges_evicted_are_forgotten(void)
 		fill(buf, 3000, (uint64_t)i * 3000);
 		CHECK_OK(rfs_ranges_put(r, "p", (uint64_t)i * 3000, buf, 3000));
 	}
-	CHECK(!rfs_ranges_has(r, "p", 0, 10));      /* the first was evicted */
+	CHECK(!rfs_ranges_has(r, "p", 0, 10)); /* the first was evicted */
 	CHECK(rfs_ranges_has(r, "p", 3000, 10));
 	CHECK(read_back(r, "p", 6000, 3000));
 	/* a reopen keeps only what the cache holds, and a damaged index line is ignored */

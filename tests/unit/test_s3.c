@@ -146,11 +146,19 @@ static void url_redacts_secrets(void)
 	CHECK(!strstr(err, "HUSH"));
 }
 
-static const char *cred_vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-				  "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "ALIBABA_CLOUD_ACCESS_KEY_ID",
-				  "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN",
-				  "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "HUAWEICLOUD_SDK_AK",
-				  "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN"};
+static const char *cred_vars[] = {"AWS_ACCESS_KEY_ID",
+				  "AWS_SECRET_ACCESS_KEY",
+				  "AWS_SESSION_TOKEN",
+				  "AWS_PROFILE",
+				  "AWS_SHARED_CREDENTIALS_FILE",
+				  "ALIBABA_CLOUD_ACCESS_KEY_ID",
+				  "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+				  "ALIBABA_CLOUD_SECURITY_TOKEN",
+				  "OSS_ACCESS_KEY_ID",
+				  "OSS_ACCESS_KEY_SECRET",
+				  "HUAWEICLOUD_SDK_AK",
+				  "HUAWEICLOUD_SDK_SK",
+				  "HUAWEICLOUD_SDK_SECURITY_TOKEN"};
 
 static void clear_cred_env(const char *home)
 {
@@ -312,17 +320,20 @@ static int collect(void *arg, const char *key, uint64_t size)
 	return c->stop_after && c->n >= c->stop_after;
 }
 
-#define LIST_HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+#define LIST_HEAD                                                        \
+	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult " \
+	"xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
 
 static void xml_list_page(void)
 {
-	const char *xml = LIST_HEAD "<Name>b</Name><Prefix>ws/</Prefix><KeyCount>3</KeyCount><MaxKeys>3</MaxKeys>"
-				    "<IsTruncated>true</IsTruncated>"
-				    "<Contents><Key>ws/a b&amp;c</Key><LastModified>x</LastModified><ETag>&quot;e&quot;</ETag>"
-				    "<Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>"
-				    "<Contents>\n  <Key>ws/caf&#233;+%20</Key>\n  <Size>0</Size>\n</Contents>"
-				    "<Contents><Size>18446744073709551615</Size><Key>ws/&#x1F600;</Key></Contents>"
-				    "<NextContinuationToken>1/a+b=</NextContinuationToken></ListBucketResult>";
+	const char *xml =
+	    LIST_HEAD "<Name>b</Name><Prefix>ws/</Prefix><KeyCount>3</KeyCount><MaxKeys>3</MaxKeys>"
+		      "<IsTruncated>true</IsTruncated>"
+		      "<Contents><Key>ws/a b&amp;c</Key><LastModified>x</LastModified><ETag>&quot;e&quot;</ETag>"
+		      "<Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>"
+		      "<Contents>\n  <Key>ws/caf&#233;+%20</Key>\n  <Size>0</Size>\n</Contents>"
+		      "<Contents><Size>18446744073709551615</Size><Key>ws/&#x1F600;</Key></Contents>"
+		      "<NextContinuationToken>1/a+b=</NextContinuationToken></ListBucketResult>";
 	struct collected c = {0};
 	int stopped, truncated;
 	char token[128];
@@ -356,29 +367,29 @@ static void xml_list_page(void)
 static void xml_hostile(void)
 {
 	static const char *bad[] = {
-		"",
-		"garbage",
-		"<Error><Code>AccessDenied</Code></Error>",
-		LIST_HEAD "<Contents><Key>a</Key><Size>1</Size></Contents>",  /* no end of the root */
-		LIST_HEAD "<Contents><Key>a</Key><Size>1</Size></ListBucketResult>", /* unclosed Contents */
-		LIST_HEAD "<Contents><Key>a</Key></Contents></ListBucketResult>",      /* no Size */
-		LIST_HEAD "<Contents><Size>1</Size></Contents></ListBucketResult>",   /* no Key */
-		LIST_HEAD "<Contents><Key></Key><Size>1</Size></Contents></ListBucketResult>",
-		LIST_HEAD "<Contents><Key>a</Key><Size>-1</Size></Contents></ListBucketResult>",
-		LIST_HEAD "<Contents><Key>a</Key><Size>18446744073709551616</Size></Contents></ListBucketResult>",
-		LIST_HEAD "<Contents><Key>a&bogus;</Key><Size>1</Size></Contents></ListBucketResult>",
-		LIST_HEAD "<Contents><Key>a&#0;</Key><Size>1</Size></Contents></ListBucketResult>",
-		LIST_HEAD "<Contents><Key>a&#x110000;</Key><Size>1</Size></Contents></ListBucketResult>",
-		LIST_HEAD "<Contents><Key>a&amp</Key><Size>1</Size></Contents></ListBucketResult>",
-		LIST_HEAD "<Contents><Key",
-		"<ListBucketResult",
+	    "",
+	    "garbage",
+	    "<Error><Code>AccessDenied</Code></Error>",
+	    LIST_HEAD "<Contents><Key>a</Key><Size>1</Size></Contents>",         /* no end of the root */
+	    LIST_HEAD "<Contents><Key>a</Key><Size>1</Size></ListBucketResult>", /* unclosed Contents */
+	    LIST_HEAD "<Contents><Key>a</Key></Contents></ListBucketResult>",    /* no Size */
+	    LIST_HEAD "<Contents><Size>1</Size></Contents></ListBucketResult>",  /* no Key */
+	    LIST_HEAD "<Contents><Key></Key><Size>1</Size></Contents></ListBucketResult>",
+	    LIST_HEAD "<Contents><Key>a</Key><Size>-1</Size></Contents></ListBucketResult>",
+	    LIST_HEAD "<Contents><Key>a</Key><Size>18446744073709551616</Size></Contents></ListBucketResult>",
+	    LIST_HEAD "<Contents><Key>a&bogus;</Key><Size>1</Size></Contents></ListBucketResult>",
+	    LIST_HEAD "<Contents><Key>a&#0;</Key><Size>1</Size></Contents></ListBucketResult>",
+	    LIST_HEAD "<Contents><Key>a&#x110000;</Key><Size>1</Size></Contents></ListBucketResult>",
+	    LIST_HEAD "<Contents><Key>a&amp</Key><Size>1</Size></Contents></ListBucketResult>",
+	    LIST_HEAD "<Contents><Key",
+	    "<ListBucketResult",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct collected c = {0};
 		int stopped, truncated;
 		char token[64];
-		int rc = rfs_s3_parse_list(bad[i], strlen(bad[i]), collect, &c, &stopped, &truncated, token,
-					   sizeof(token));
+		int rc =
+		    rfs_s3_parse_list(bad[i], strlen(bad[i]), collect, &c, &stopped, &truncated, token, sizeof(token));
 		if (!CHECK_EQ(rc, -EIO))
 			fprintf(stderr, "  body %zu: %s\n", i, bad[i]);
 	}
@@ -392,8 +403,9 @@ static void xml_hostile(void)
 	struct collected c = {0};
 	int stopped, truncated;
 	char token[64];
-	CHECK_EQ(rfs_s3_parse_list((const char *)b.data, b.len, collect, &c, &stopped, &truncated, token, sizeof(token)),
-		 -EIO);
+	CHECK_EQ(
+	    rfs_s3_parse_list((const char *)b.data, b.len, collect, &c, &stopped, &truncated, token, sizeof(token)),
+	    -EIO);
 	/* a token too long for the caller's buffer */
 	const char *longtok = LIST_HEAD "<IsTruncated>true</IsTruncated><NextContinuationToken>"
 					"0123456789012345678901234567890123456789012345678901234567890123456789"

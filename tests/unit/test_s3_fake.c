@@ -31,18 +31,18 @@ struct fresp {
 	int status;
 	char headers[512]; /* extra "Name: value\r\n" lines */
 	char body[8192];
-	size_t body_len;      /* 0: strlen(body) */
-	long claim_len;       /* >0: announce this Content-Length, send body_len bytes, close */
-	int drop;             /* close without answering */
+	size_t body_len; /* 0: strlen(body) */
+	long claim_len;  /* >0: announce this Content-Length, send body_len bytes, close */
+	int drop;        /* close without answering */
 };
 
 typedef void (*handler_fn)(const struct freq *q, struct fresp *p);
 
 static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
-static handler_fn fake_handler;    /* protected by fake_lock */
+static handler_fn fake_handler; /* protected by fake_lock */
 static int fake_port;
-static int fake_puts, fake_gets;   /* protected by fake_lock */
-static char last_target[2048];     /* protected by fake_lock */
+static int fake_puts, fake_gets; /* protected by fake_lock */
+static char last_target[2048];   /* protected by fake_lock */
 
 static void respond_default(const struct freq *q, struct fresp *p)
 {
@@ -600,7 +600,8 @@ static void h_list(const struct freq *q, struct fresp *p)
 			p->status = 400;
 		break;
 	case 1: /* truncated without a token */
-		snprintf(p->body, sizeof(p->body), "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>");
+		snprintf(p->body, sizeof(p->body),
+			 "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>");
 		break;
 	case 2: /* the same token forever */
 		snprintf(p->body, sizeof(p->body),

@@ -180,14 +180,14 @@ static void put_if_absent_race(void)
 }
 
 static const char *odd_keys[] = {
-	"odd/with space",
-	"odd/plus+sign",
-	"odd/percent%20literal",
-	"odd/tilde~and-dots..x",
-	"odd/unicode-\xc3\xa9\xe2\x82\xac\xe4\xb8\xad\xf0\x9f\x98\x80",
-	"odd/amp&eq=q?hash#star*paren()quote'\"",
-	"odd/a//double/./slash",
-	"odd/<xml>&entities;",
+    "odd/with space",
+    "odd/plus+sign",
+    "odd/percent%20literal",
+    "odd/tilde~and-dots..x",
+    "odd/unicode-\xc3\xa9\xe2\x82\xac\xe4\xb8\xad\xf0\x9f\x98\x80",
+    "odd/amp&eq=q?hash#star*paren()quote'\"",
+    "odd/a//double/./slash",
+    "odd/<xml>&entities;",
 };
 #define NODD (sizeof(odd_keys) / sizeof(odd_keys[0]))
 
@@ -430,7 +430,9 @@ int main(int argc, char **argv)
 	snprintf(endpoint, sizeof(endpoint), "%s", ep);
 	snprintf(bucket, sizeof(bucket), "%s", (v = getenv("RFS_S3_BUCKET")) && v[0] ? v : "roamfs-unit");
 	snprintf(region, sizeof(region), "%s",
-		 (v = getenv("RFS_S3_REGION")) && v[0] ? v : (v = getenv("AWS_REGION")) && v[0] ? v : "us-east-1");
+		 (v = getenv("RFS_S3_REGION")) && v[0] ? v
+		 : (v = getenv("AWS_REGION")) && v[0]  ? v
+						       : "us-east-1");
 	snprintf(provider, sizeof(provider), "%s", (v = getenv("RFS_S3_PROVIDER")) && v[0] ? v : "ceph");
 	uint8_t rnd[6];
 	rfs_random(rnd, sizeof(rnd));

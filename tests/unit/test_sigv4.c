@@ -16,14 +16,14 @@
 
 static const struct rfs_sigv4_creds suite_creds = {"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL};
 static const struct rfs_sigv4_creds s3_creds = {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-						 NULL};
+						NULL};
 
 #define SUITE_PREFIX "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
 
 /* Signs a test-suite request and checks the whole Authorization value. */
-static void suite_case(const char *name, const char *method, const char *path, const struct rfs_sigv4_kv *q,
-		       size_t nq, const struct rfs_sigv4_kv *h, size_t nh, const char *body,
-		       const struct rfs_sigv4_creds *creds, const char *expect_auth)
+static void suite_case(const char *name, const char *method, const char *path, const struct rfs_sigv4_kv *q, size_t nq,
+		       const struct rfs_sigv4_kv *h, size_t nh, const char *body, const struct rfs_sigv4_creds *creds,
+		       const char *expect_auth)
 {
 	char ph[65];
 	rfs_sigv4_payload_hash(body, strlen(body), ph);
@@ -128,11 +128,11 @@ static void post_x_www_form_urlencoded_parameters(void)
 static void post_sts_header_before(void)
 {
 	static const struct rfs_sigv4_creds c = {
-		"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-		"AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTf"
-		"lfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9H"
-		"FvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYv"
-		"KTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="};
+	    "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+	    "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTf"
+	    "lfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9H"
+	    "FvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYv"
+	    "KTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="};
 	suite_case("post-sts-header-before", "POST", "/", NULL, 0, NULL, 0, "", &c,
 		   SUITE_PREFIX "SignedHeaders=host;x-amz-date;x-amz-security-token, "
 				"Signature=85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead");
@@ -142,8 +142,14 @@ static void post_sts_header_before(void)
 static void session_token_header_added(void)
 {
 	static const struct rfs_sigv4_creds c = {"AK", "SK", "tok en"};
-	struct rfs_sigv4_request r = {.method = "GET", .host = "h", .path = "/", .payload_hash = RFS_SIGV4_UNSIGNED,
-				      .now = SUITE_TIME, .region = "r", .service = "s3", .add_content_sha256 = 1,
+	struct rfs_sigv4_request r = {.method = "GET",
+				      .host = "h",
+				      .path = "/",
+				      .payload_hash = RFS_SIGV4_UNSIGNED,
+				      .now = SUITE_TIME,
+				      .region = "r",
+				      .service = "s3",
+				      .add_content_sha256 = 1,
 				      .creds = &c};
 	struct rfs_sigv4_result res;
 	REQUIRE_OK(rfs_sigv4_sign(&r, &res));
@@ -151,8 +157,9 @@ static void session_token_header_added(void)
 	CHECK_STR(res.headers[0], "x-amz-date: 20150830T123600Z");
 	CHECK_STR(res.headers[1], "x-amz-content-sha256: UNSIGNED-PAYLOAD");
 	CHECK_STR(res.headers[2], "x-amz-security-token: tok en");
-	CHECK(!strncmp(res.headers[3], "Authorization: AWS4-HMAC-SHA256 Credential=AK/20150830/r/s3/aws4_request, "
-				       "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, ",
+	CHECK(!strncmp(res.headers[3],
+		       "Authorization: AWS4-HMAC-SHA256 Credential=AK/20150830/r/s3/aws4_request, "
+		       "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, ",
 		       strlen("Authorization: AWS4-HMAC-SHA256 Credential=AK/20150830/r/s3/aws4_request, "
 			      "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, ")));
 	CHECK(!strstr(res.authorization, "SK"));
@@ -161,8 +168,8 @@ static void session_token_header_added(void)
 
 #define S3DOC_PREFIX "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
 
-static void s3doc_case(const char *name, const char *method, const char *path, const struct rfs_sigv4_kv *q,
-		       size_t nq, const struct rfs_sigv4_kv *h, size_t nh, const char *body, const char *expect)
+static void s3doc_case(const char *name, const char *method, const char *path, const struct rfs_sigv4_kv *q, size_t nq,
+		       const struct rfs_sigv4_kv *h, size_t nh, const char *body, const char *expect)
 {
 	char ph[65];
 	rfs_sigv4_payload_hash(body, strlen(body), ph);
@@ -227,12 +234,8 @@ static void encode_keys(void)
 		int keep_slash;
 		const char *out;
 	} cases[] = {
-		{"/a b/c", 1, "/a%20b/c"},
-		{"/a b/c", 0, "%2Fa%20b%2Fc"},
-		{"a+b%c~d", 1, "a%2Bb%25c~d"},
-		{"caf\xc3\xa9", 1, "caf%C3%A9"},
-		{"x=y&z*", 0, "x%3Dy%26z%2A"},
-		{"", 1, ""},
+	    {"/a b/c", 1, "/a%20b/c"},       {"/a b/c", 0, "%2Fa%20b%2Fc"}, {"a+b%c~d", 1, "a%2Bb%25c~d"},
+	    {"caf\xc3\xa9", 1, "caf%C3%A9"}, {"x=y&z*", 0, "x%3Dy%26z%2A"}, {"", 1, ""},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *e = rfs_sigv4_encode(cases[i].in, cases[i].keep_slash);
@@ -246,10 +249,19 @@ static void canonical_forms(void)
 	static const struct rfs_sigv4_kv q[] = {{"b", "x y"}, {"a", NULL}, {"a/b", "+"}};
 	static const struct rfs_sigv4_kv h[] = {{"My-Header", "  a   b  c "}, {"my-header", "second"}, {"Z", ""}};
 	static const struct rfs_sigv4_creds c = {"AK", "SK", NULL};
-	struct rfs_sigv4_request r = {.method = "PUT", .host = "127.0.0.1:4600", .path = "/bkt/k +%~/\xe2\x82\xac",
-				      .query = q, .nquery = 3, .headers = h, .nheaders = 3,
-				      .payload_hash = RFS_SIGV4_EMPTY_SHA256, .now = S3DOC_TIME, .region = "us-east-1",
-				      .service = "s3", .add_content_sha256 = 1, .creds = &c};
+	struct rfs_sigv4_request r = {.method = "PUT",
+				      .host = "127.0.0.1:4600",
+				      .path = "/bkt/k +%~/\xe2\x82\xac",
+				      .query = q,
+				      .nquery = 3,
+				      .headers = h,
+				      .nheaders = 3,
+				      .payload_hash = RFS_SIGV4_EMPTY_SHA256,
+				      .now = S3DOC_TIME,
+				      .region = "us-east-1",
+				      .service = "s3",
+				      .add_content_sha256 = 1,
+				      .creds = &c};
 	struct rfs_sigv4_result res;
 	REQUIRE_OK(rfs_sigv4_sign(&r, &res));
 	CHECK_STR(res.uri, "/bkt/k%20%2B%25~/%E2%82%AC");
@@ -268,8 +280,14 @@ static void bad_input(void)
 	static const struct rfs_sigv4_creds c = {"AK", "SK", NULL};
 	static const struct rfs_sigv4_kv bad[] = {{"bad name", "v"}};
 	static const struct rfs_sigv4_kv dup[] = {{"X-Amz-Date", "v"}};
-	struct rfs_sigv4_request r = {.method = "GET", .host = "h", .path = "/", .payload_hash = RFS_SIGV4_UNSIGNED,
-				      .now = S3DOC_TIME, .region = "r", .service = "s3", .creds = &c};
+	struct rfs_sigv4_request r = {.method = "GET",
+				      .host = "h",
+				      .path = "/",
+				      .payload_hash = RFS_SIGV4_UNSIGNED,
+				      .now = S3DOC_TIME,
+				      .region = "r",
+				      .service = "s3",
+				      .creds = &c};
 	struct rfs_sigv4_result res;
 	r.headers = bad;
 	r.nheaders = 1;

@@ -20,21 +20,21 @@ static void parse_size_valid(void)
 		const char *s;
 		uint64_t v;
 	} ok[] = {
-		{"0", 0},
-		{"1", 1},
-		{"1048576", 1048576},
-		{"4k", 4ULL << 10},
-		{"4K", 4ULL << 10},
-		{"4KB", 4ULL << 10},
-		{"4M", 4ULL << 20},
-		{"4MiB", 4ULL << 20},
-		{"4mib", 4ULL << 20},
-		{"4Mi", 4ULL << 20},
-		{"64M", 64ULL << 20},
-		{"4GiB", 4ULL << 30},
-		{"2T", 2ULL << 40},
-		{"18446744073709551615", UINT64_MAX},
-		{"16777215T", 16777215ULL << 40},
+	    {"0", 0},
+	    {"1", 1},
+	    {"1048576", 1048576},
+	    {"4k", 4ULL << 10},
+	    {"4K", 4ULL << 10},
+	    {"4KB", 4ULL << 10},
+	    {"4M", 4ULL << 20},
+	    {"4MiB", 4ULL << 20},
+	    {"4mib", 4ULL << 20},
+	    {"4Mi", 4ULL << 20},
+	    {"64M", 64ULL << 20},
+	    {"4GiB", 4ULL << 30},
+	    {"2T", 2ULL << 40},
+	    {"18446744073709551615", UINT64_MAX},
+	    {"16777215T", 16777215ULL << 40},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		uint64_t v = 12345;
@@ -48,22 +48,22 @@ static void parse_size_valid(void)
 static void parse_size_invalid(void)
 {
 	static const char *const bad[] = {
-		"",
-		"-1",
-		" -1",                  /* strtoull skips the blank and wraps -1 to 2^64-1 */
-		"-0",
-		"M",
-		"4X",
-		"4MM",
-		"4MiBx",
-		"4 M",
-		"4.5M",
-		"0x10",
-		"18446744073709551616", /* 2^64 */
-		"99999999999999999999999",
-		"16777216T",            /* 2^64 after the multiplier */
-		"17179869184G",         /* 2^64 after the multiplier */
-		"18446744073709551615K",
+	    "",
+	    "-1",
+	    " -1", /* strtoull skips the blank and wraps -1 to 2^64-1 */
+	    "-0",
+	    "M",
+	    "4X",
+	    "4MM",
+	    "4MiBx",
+	    "4 M",
+	    "4.5M",
+	    "0x10",
+	    "18446744073709551616", /* 2^64 */
+	    "99999999999999999999999",
+	    "16777216T",    /* 2^64 after the multiplier */
+	    "17179869184G", /* 2^64 after the multiplier */
+	    "18446744073709551615K",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint64_t v = 777;
