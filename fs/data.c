@@ -327,11 +327,12 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		RFS_LOG(LOG_ERR, "block in pack %s claims %u bytes, more than the block size", loc.pack, loc.rlen);
 		return -EIO;
 	}
-	uint8_t *buf = malloc(loc.rlen ? loc.rlen : 1);
-	if (!buf)
-		return -ENOMEM;
+	uint8_t *buf = NULL;
 	/* a short block is a small file (or a file's tail): fetch its pack neighbours too */
 	if (loc.rlen <= RFS_SMALL_BLOCK && loc.rlen < fs->format.block_size) {
+		buf = malloc(loc.rlen ? loc.rlen : 1);
+		if (!buf)
+			return -ENOMEM;
 		rc = load_window(fs, hash, &loc, buf, fetched);
 		if (rc != -EAGAIN)
 			goto out;
@@ -348,10 +349,22 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		rc = -EIO;
 		goto out;
 	}
-	if (b.len != loc.slen)
+	if (b.len != loc.slen) {
 		rc = -EIO;
-	else
+	} else if (loc.codec == RFS_CODEC_RAW && loc.slen == loc.rlen && b.data) {
+		/* stored as is (incompressible data, most big blocks): verify the fetched bytes in
+		 * place and keep them, saving a block-sized copy per fetch */
+		rc = rfs_pack_verify_block(b.data, loc.rlen, hash);
+		if (rc == 0) {
+			free(buf);
+			buf = b.data;
+			b = (struct rfs_buf){0};
+		}
+	} else if (!buf && !(buf = malloc(loc.rlen ? loc.rlen : 1))) {
+		rc = -ENOMEM;
+	} else {
 		rc = rfs_pack_decode_block(b.data, loc.slen, loc.codec, loc.rlen, hash, buf);
+	}
 	rfs_buf_free(&b);
 	if (rc < 0) {
 		rfs_hex(hash, RFS_HASH_LEN, hex);

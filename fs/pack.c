@@ -136,11 +136,14 @@ int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec
 	} else {
 		return -EIO;
 	}
+	return rfs_pack_verify_block(out, raw_len, hash);
+}
+
+int rfs_pack_verify_block(const void *raw, uint32_t len, const uint8_t hash[RFS_HASH_LEN])
+{
 	uint8_t got[RFS_HASH_LEN];
-	rfs_sha256(out, raw_len, got);
-	if (memcmp(got, hash, RFS_HASH_LEN))
-		return -EIO;
-	return 0;
+	rfs_sha256(raw, len, got);
+	return memcmp(got, hash, RFS_HASH_LEN) ? -EIO : 0;
 }
 
 int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries, uint32_t *count)

@@ -60,6 +60,9 @@ int64_t rfs_pack_id_time_ms(const char *id);
 /* Decodes a stored payload into out (raw_len bytes, caller-allocated) and verifies the hash. */
 int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec, uint32_t raw_len,
 			  const uint8_t hash[RFS_HASH_LEN], void *out);
+/* Whether len bytes of a block's content hash to hash: 0 or -EIO. A RAW payload is the block's
+ * content, so a reader verifies the fetched bytes in place instead of decoding a copy. */
+int rfs_pack_verify_block(const void *raw, uint32_t len, const uint8_t hash[RFS_HASH_LEN]);
 
 /* Parses the trailer of a whole pack object. *entries is malloc'd; caller frees. */
 int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries, uint32_t *count);

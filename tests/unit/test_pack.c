@@ -299,6 +299,12 @@ static void pack_decode_bad_lengths_and_codec(void)
 	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen - 1, RFS_CODEC_LZ4, sizeof(raw), hash, out), EIO);
 	/* raw with stored != raw length */
 	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw) - 1, RFS_CODEC_RAW, sizeof(raw), hash, out), EIO);
+	/* a raw payload verified in place: right bytes pass, one flipped bit or a short length fails */
+	CHECK_OK(rfs_pack_verify_block(raw, sizeof(raw), hash));
+	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw) - 1, hash), EIO);
+	raw[100] ^= 1;
+	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw), hash), EIO);
+	raw[100] ^= 1;
 	/* unknown codec */
 	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw), 7, sizeof(raw), hash, out), EIO);
 	/* raw payload labelled LZ4 */
