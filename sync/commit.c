@@ -862,17 +862,33 @@ int rfs_sync_acquire_lease(struct rfs_sync *s, char *holder, size_t len)
 	return 0;
 }
 
+/* Whether this host has changes waiting to be published. */
+static int has_pending(struct rfs_sync *s)
+{
+	int64_t lo = 0, until = 0;
+	rfs_meta_lock(s->meta);
+	int rc = rfs_meta_pending_range(s->meta, &lo, &until);
+	rfs_meta_unlock(s->meta);
+	return rc < 0 || until > 0;
+}
+
 static void *sync_thread(void *arg)
 {
 	struct rfs_sync *s = arg;
 	int64_t last_round = 0;
+	/* An idle workspace (the last round pulled nothing, had nothing to publish and was not
+	 * kicked by a local change) is polled half as often: an idle host costs one GET per two
+	 * intervals, not one per interval. open() still pulls first when the last pull is older
+	 * than 200 ms (rfs_open in fs/data.c), so a file opened here is as fresh as before; only listings of
+	 * another host's new names may wait up to two intervals. Any activity resets the pace. */
+	int wait_ms = s->interval_ms;
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		if (!s->kicked) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += s->interval_ms / 1000;
-			ts.tv_nsec += (long)(s->interval_ms % 1000) * 1000000;
+			ts.tv_sec += wait_ms / 1000;
+			ts.tv_nsec += (long)(wait_ms % 1000) * 1000000;
 			if (ts.tv_nsec >= 1000000000) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
@@ -890,13 +906,16 @@ static void *sync_thread(void *arg)
 			nanosleep(&ts, NULL);
 		}
 		pthread_mutex_lock(&s->lock);
+		int busy = s->kicked;
 		s->kicked = 0;
 		pthread_mutex_unlock(&s->lock);
 		last_round = rfs_monotonic_ms();
 		pthread_mutex_lock(&s->commit_lock);
-		pull_locked(s);
+		busy |= pull_locked(s) != 0; /* records applied, or an error to retry soon */
+		busy |= has_pending(s);
 		commit_locked(s);
 		pthread_mutex_unlock(&s->commit_lock);
+		wait_ms = busy ? s->interval_ms : 2 * s->interval_ms;
 		report_touched(s);
 		if (rfs_monotonic_ms() - s->last_heartbeat_ms >= RFS_HEARTBEAT_MS)
 			heartbeat(s, 0);

@@ -913,6 +913,52 @@ out:
 	world_close(&w);
 }
 
+static int gets_of(struct flaky *fl)
+{
+	pthread_mutex_lock(&fl->count_lock);
+	int n = fl->gets;
+	pthread_mutex_unlock(&fl->count_lock);
+	return n;
+}
+
+/* An idle sync thread polls the log every other interval (one GET per two intervals), and a
+ * change another host publishes is still seen within two intervals. */
+static void sync_thread_idles_at_half_pace(void)
+{
+	struct world w;
+	REQUIRE(world_open(&w) == 0);
+	struct touched t = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct flaky *fl = flaky_wrap(w.store);
+	rfs_sync_close(w.b.s);
+	w.b.s = NULL;
+	CHECK_OK(rfs_sync_open(&fl->base, w.b.m, "host-b", 400, &w.b.s));
+	rfs_sync_set_touch_hook(w.b.s, touch_cb, &t);
+	if (!CHECK_OK(rfs_sync_start(w.b.s)))
+		goto out;
+	struct timespec idle = {4, 0};
+	nanosleep(&idle, NULL);
+	/* ten intervals: ten pulls at full pace, about five when idle (a slow machine makes fewer) */
+	int gets = gets_of(fl);
+	CHECK(gets >= 2);
+	CHECK(gets <= 7);
+	create_file(&w.a, RFS_ROOT_INO, "while-idle");
+	CHECK_OK(rfs_sync_commit_now(w.a.s));
+	int seen = 0;
+	for (int i = 0; i < 200 && !seen; i++) { /* up to 10 s; two intervals are 0.8 s */
+		struct timespec ts = {0, 50 * 1000000};
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&t.lock);
+		seen = t.names > 0;
+		pthread_mutex_unlock(&t.lock);
+	}
+	CHECK(seen);
+	CHECK_OK(rfs_sync_stop(w.b.s, 5000));
+out:
+	host_close(&w.b); /* before its store goes */
+	rfs_store_close(&fl->base);
+	world_close(&w);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -930,5 +976,6 @@ int main(int argc, char **argv)
 	RUN(pull_refuses_damaged_payload);
 	RUN(pull_damaged_changeset_terminates);
 	RUN(pull_catches_up_in_parallel_windows);
+	RUN(sync_thread_idles_at_half_pace);
 	return check_done();
 }
