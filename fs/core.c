@@ -263,6 +263,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	pthread_mutex_init(&fs->bg_lock, NULL);
 	pthread_mutex_init(&fs->sib_lock, NULL);
 	pthread_mutex_init(&fs->space_lock, NULL);
+	pthread_mutex_init(&fs->upload_err_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -510,6 +511,7 @@ int rfs_fs_close(struct rfs_fs *fs)
 	pthread_mutex_destroy(&fs->bg_lock);
 	pthread_mutex_destroy(&fs->sib_lock);
 	pthread_mutex_destroy(&fs->space_lock);
+	pthread_mutex_destroy(&fs->upload_err_lock);
 	pthread_mutex_destroy(&fs->nodes_lock);
 	pthread_mutex_destroy(&fs->flush_lock);
 	pthread_mutex_destroy(&fs->free_lock);
@@ -560,7 +562,11 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 	st->pending_changes = ss.pending;
 	st->conflicts = ss.conflicts;
 	st->last_commit_s = ss.last_commit_ms ? (rfs_monotonic_ms() - ss.last_commit_ms) / 1000 : -1;
-	snprintf(st->last_error, sizeof(st->last_error), "%s", ss.last_error);
+	/* a failing data upload first: nothing written since then is safe in the store */
+	char up[256];
+	core_upload_error(fs, up, sizeof(up));
+	snprintf(st->last_error, sizeof(st->last_error), "%s%s%s", up, up[0] && ss.last_error[0] ? "; " : "",
+		 ss.last_error);
 	if (rfs_sync_store_head(fs->sync, &st->head_seq) < 0)
 		st->head_seq = -1;
 	/* staged data: what the staging directory holds right now */

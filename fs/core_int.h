@@ -47,6 +47,9 @@
 #ifndef RFS_COALESCE_MS
 #define RFS_COALESCE_MS 300 /* background flushes and commits at most this often */
 #endif
+#ifndef RFS_UPLOADS_IN_FLIGHT
+#define RFS_UPLOADS_IN_FLIGHT 3 /* full packs (32 MiB each) uploading while a flush seals the next */
+#endif
 #ifndef RFS_STAGING_POOL
 #define RFS_STAGING_POOL 1024 /* emptied staging files kept for reuse */
 #endif
@@ -108,7 +111,9 @@ struct rfs_fs {
 	pthread_mutex_t space_lock;    /* the cache disk's free space, as last seen: */
 	int64_t space_ms;
 	uint64_t space_avail, space_reserve;
-	pthread_mutex_t sib_lock; /* directories whose files were prefetched lately: */
+	pthread_mutex_t upload_err_lock; /* why the last flush could not store its data, "" once */
+	char upload_err[256];            /* a later flush stored everything (shown by status) */
+	pthread_mutex_t sib_lock;        /* directories whose files were prefetched lately: */
 	uint64_t sib_dir[RFS_SIBLING_DIRS];
 	int64_t sib_time[RFS_SIBLING_DIRS];
 	struct rfs_format format;
@@ -160,6 +165,8 @@ void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN]);
 void core_discard_staging(struct rfs_fs *fs, uint64_t ino);
 /* Flushes dirty nodes: all of them, or (all 0) those closed for writing or dirty too long. */
 int core_flush_dirty(struct rfs_fs *fs, int all);
+/* Copies why staged data cannot be uploaded ("" when it can) into buf. */
+void core_upload_error(struct rfs_fs *fs, char *buf, size_t len);
 /* The background thread (arg: the fs): flushes dirty nodes and purges the trash. */
 void *core_bg_thread(void *arg);
 /* Wakes the background thread without waiting. */

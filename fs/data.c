@@ -865,6 +865,14 @@ struct attr_snap {
 	int64_t atime;
 };
 
+/* A full pack on its way to the store, on a thread of its own. */
+struct pack_upload {
+	pthread_t thread;
+	struct rfs_fs *fs;
+	struct rfs_pack pack;
+	int rc;
+};
+
 struct flush_batch {
 	struct sealed *s;
 	size_t ns, caps;
@@ -873,7 +881,41 @@ struct flush_batch {
 	size_t ne, cape;
 	struct rfs_pack pack;
 	int pack_open;
+	/* Full packs upload while the next one is sealed: one PUT stream reached a third of
+	 * the RGW's PUT throughput. Oldest first; RFS_UPLOADS_IN_FLIGHT bounds the memory. */
+	struct pack_upload *up[RFS_UPLOADS_IN_FLIGHT];
+	size_t nup;
+	int up_rc; /* the first failed upload */
+	/* Buffers of uploaded packs, reused for the next ones: a fresh 32 MiB buffer is page
+	 * faults and zeroing (a fifth of the daemon's CPU while flushing a big file) and grows
+	 * by copies. Freed at the end of the flush. */
+	struct rfs_buf spare[RFS_UPLOADS_IN_FLIGHT];
+	size_t nspare;
 };
+
+/* Opens the batch's next pack, on a spare buffer when there is one, else on one reserved
+ * for a full pack up front (address space only until written). */
+static void open_pack(struct rfs_fs *fs, struct flush_batch *b)
+{
+	rfs_pack_init(&b->pack, fs->format.compress);
+	b->pack_open = 1;
+	if (b->nspare) {
+		b->pack.buf = b->spare[--b->nspare];
+		b->pack.buf.len = 0;
+	} else {
+		rfs_buf_reserve(&b->pack.buf, RFS_PACK_TARGET + fs->format.block_size + (64u << 10));
+	}
+}
+
+/* Frees a pack, keeping its buffer for the next one when there is room. */
+static void retire_pack(struct flush_batch *b, struct rfs_pack *pack)
+{
+	if (b->nspare < RFS_UPLOADS_IN_FLIGHT && pack->buf.data) {
+		b->spare[b->nspare++] = pack->buf;
+		pack->buf = (struct rfs_buf){0};
+	}
+	rfs_pack_free(pack);
+}
 
 static int batch_add_sealed(struct flush_batch *b, const struct sealed *s)
 {
@@ -889,6 +931,62 @@ static int batch_add_sealed(struct flush_batch *b, const struct sealed *s)
 	return 0;
 }
 
+void core_upload_error(struct rfs_fs *fs, char *buf, size_t len)
+{
+	pthread_mutex_lock(&fs->upload_err_lock);
+	snprintf(buf, len, "%s", fs->upload_err);
+	pthread_mutex_unlock(&fs->upload_err_lock);
+}
+
+static int store_pack(struct rfs_fs *fs, struct rfs_pack *pack)
+{
+	char key[64];
+	rfs_pack_key(pack->id, key, sizeof(key));
+	int rc = rfs_store_put(fs->store, key, pack->buf.data, pack->buf.len);
+	if (rc < 0) {
+		char cause[200];
+		rfs_store_error(fs->store, cause, sizeof(cause));
+		pthread_mutex_lock(&fs->upload_err_lock);
+		snprintf(fs->upload_err, sizeof(fs->upload_err),
+			 "cannot upload pack %s: %s; the data stays in staging and is retried", key,
+			 cause[0] ? cause : strerror(-rc));
+		RFS_LOG(LOG_WARNING, "%s", fs->upload_err);
+		pthread_mutex_unlock(&fs->upload_err_lock);
+	}
+	return rc;
+}
+
+static void *upload_thread(void *arg)
+{
+	struct pack_upload *u = arg;
+	u->rc = store_pack(u->fs, &u->pack);
+	return NULL;
+}
+
+/* Waits for the oldest upload in flight and frees it. */
+static void join_upload(struct flush_batch *b)
+{
+	struct pack_upload *u = b->up[0];
+	pthread_join(u->thread, NULL);
+	if (u->rc < 0 && b->up_rc == 0)
+		b->up_rc = u->rc;
+	retire_pack(b, &u->pack);
+	free(u);
+	memmove(b->up, b->up + 1, --b->nup * sizeof(b->up[0]));
+}
+
+/* Waits for every upload of the batch: 0 when all packs are in the store (C1: only then may
+ * the metadata naming them be committed). */
+static int finish_uploads(struct flush_batch *b)
+{
+	while (b->nup)
+		join_upload(b);
+	return b->up_rc;
+}
+
+/* Finishes the open pack and starts its upload (on this thread if no thread can be made).
+ * Its entries join the batch now, so later blocks of this flush dedup against them; they
+ * are committed only after finish_uploads() says every pack arrived. */
 static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
 {
 	if (!b->pack_open)
@@ -899,16 +997,6 @@ static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
 	rc = rfs_pack_finish(&b->pack);
 	if (rc < 0)
 		goto out;
-	char key[64];
-	rfs_pack_key(b->pack.id, key, sizeof(key));
-	rc = rfs_store_put(fs->store, key, b->pack.buf.data, b->pack.buf.len);
-	if (rc < 0) {
-		char cause[256];
-		rfs_store_error(fs->store, cause, sizeof(cause));
-		RFS_LOG(LOG_WARNING, "cannot upload pack %s: %s; the data stays in staging and is retried", key,
-			cause[0] ? cause : strerror(-rc));
-		goto out;
-	}
 	if (b->ne + b->pack.count > b->cape) {
 		size_t nc = (b->ne + b->pack.count) * 2;
 		struct rfs_pack_entry *e = realloc(b->entries, nc * sizeof(*e));
@@ -930,8 +1018,30 @@ static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
 		memcpy(b->entry_pack[b->ne], b->pack.id, 33);
 		b->ne++;
 	}
+	if (b->nup == RFS_UPLOADS_IN_FLIGHT)
+		join_upload(b);
+	if (b->up_rc < 0) {
+		rc = b->up_rc; /* an earlier pack failed: this flush cannot commit, stop sealing */
+		goto out;
+	}
+	struct pack_upload *u = malloc(sizeof(*u));
+	if (u) {
+		u->fs = fs;
+		u->pack = b->pack;
+		u->rc = 0;
+		b->pack_open = 0; /* the thread owns the pack now */
+		if (pthread_create(&u->thread, NULL, upload_thread, u) == 0) {
+			b->up[b->nup++] = u;
+			return 0;
+		}
+		b->pack = u->pack;
+		b->pack_open = 1;
+		free(u);
+	}
+	rc = store_pack(fs, &b->pack);
 out:
-	rfs_pack_free(&b->pack);
+	if (b->pack_open)
+		retire_pack(b, &b->pack);
 	b->pack_open = 0;
 	return rc;
 }
@@ -1020,10 +1130,8 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 		} else {
 			rfs_sha256(buf, len, s.hash);
 			if (!block_known(fs, b, s.hash)) {
-				if (!b->pack_open) {
-					rfs_pack_init(&b->pack, fs->format.compress);
-					b->pack_open = 1;
-				}
+				if (!b->pack_open)
+					open_pack(fs, b);
 				rc = rfs_pack_add(&b->pack, s.hash, buf, len, NULL);
 			}
 		}
@@ -1105,11 +1213,19 @@ static int flush_nodes(struct rfs_fs *fs, struct node **nodes, size_t count)
 	for (size_t i = 0; i < count && rc == 0; i++)
 		rc = seal_node(fs, &b, nodes[i], &snaps[i], buf);
 	if (rc == 0)
-		rc = upload_pack(fs, &b); /* C1: every pack is stored before the metadata below */
+		rc = upload_pack(fs, &b);
+	int up_rc = finish_uploads(&b); /* C1: every pack is stored before the metadata below */
+	if (rc == 0)
+		rc = up_rc;
 	if (rc == 0 && b.ne)
 		rfs_crash_point("after-pack-upload");
 	if (rc == 0)
 		rc = commit_batch(fs, &b, snaps, count);
+	if (rc == 0 && count) {
+		pthread_mutex_lock(&fs->upload_err_lock);
+		fs->upload_err[0] = 0; /* a flush stored all it had: uploads work again */
+		pthread_mutex_unlock(&fs->upload_err_lock);
+	}
 	if (rc == 0) {
 		/* Retire what was sealed, unless written again meanwhile. */
 		for (size_t i = 0; i < b.ns; i++) {
@@ -1139,6 +1255,8 @@ out:
 	free(b.s);
 	free(b.entries);
 	free(b.entry_pack);
+	while (b.nspare)
+		rfs_buf_free(&b.spare[--b.nspare]);
 	free(snaps);
 	free(buf);
 	if (rc == 0 && count)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A big file is stored as several packs uploaded in parallel (fs/data.c: up to three full
+# packs on their way while the next is sealed). 100 MiB makes at least four packs. While the
+# store refuses new objects (its data/ directory replaced by a plain file), the flush fails:
+# the data stays staged, status names the failed upload and counts the dirty bytes, nothing
+# half-done is committed. Once the store takes writes again, `sync --wait` uploads it and a
+# new host (empty cache) reads it back intact.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+rfs_require_file_store
+
+rfs_format bw
+rfs_mount bw
+mp=$(rfs_mp bw) sd=$(rfs_store_dir bw)
+# status exits 1 (pending) or 2 (error) in the steps below; its JSON is what counts
+status_field() {
+  { "$ROAMFS" status "$mp" --json || true; } | "$PY" -c "import json,sys; print(json.load(sys.stdin)['mounts'][0]['$1'])"
+}
+
+step "the store refuses new packs: a 100 MiB file stays staged, status says why"
+rm -rf "$sd/data" && : >"$sd/data"
+head -c $((100 * 1024 * 1024)) /dev/urandom >"$WORK/big.src"
+cp "$WORK/big.src" "$mp/big"
+err=""
+for ((i = 0; i < 100; i++)); do
+  err=$(status_field last_error)
+  [ -n "$err" ] && [ "$err" != None ] && break
+  sleep 0.2
+done
+case $err in *pack*) ;; *) fail "status does not report the failed pack upload (last_error: '$err')" ;; esac
+dirty=$(status_field dirty_bytes)
+[ "$dirty" -ge $((100 * 1024 * 1024)) ] || fail "dirty_bytes is $dirty while the upload fails (want the whole file)"
+rc=0; timeout 5 "$ROAMFS" sync --wait "$mp" >/dev/null 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "sync --wait succeeded although the store refuses new objects"
+
+step "the store takes writes again: sync --wait uploads it in several packs"
+rm -f "$sd/data"
+"$ROAMFS" sync --wait "$mp" >/dev/null || fail "sync --wait failed after the store recovered"
+assert_eq 0 "$(status_field dirty_bytes)" "dirty bytes after sync --wait"
+packs=$(find "$sd/data" -type f ! -name '.tmp-*' | wc -l)
+[ "$packs" -ge 4 ] || fail "100 MiB went into $packs pack(s); want at least 4 (32 MiB each)"
+[ -z "$(find "$sd/data" -name '.tmp-*')" ] || fail "temporary files left in the store: $(find "$sd/data" -name '.tmp-*')"
+
+step "a new host with an empty cache reads the file back intact"
+rfs_umount bw
+rfs_new_cache bw
+rfs_mount bw
+assert_eq "$(sha256sum <"$WORK/big.src" | cut -d' ' -f1)" "$(sha256sum <"$mp/big" | cut -d' ' -f1)" "sha256 of big"
+rfs_umount bw
