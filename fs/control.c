@@ -179,10 +179,14 @@ static void *serve(void *arg)
 		do_status(c, &b);
 	} else if (!strcmp(cmd, "sync")) {
 		int rc = rfs_sync_all(c->fs);
-		if (rc == 0)
+		if (rc == 0) {
 			out(&b, "ok\n");
-		else
-			out(&b, "error=%s\n", strerror(-rc));
+		} else {
+			/* the errno alone ("Not a directory") does not say what failed: add the cause */
+			struct rfs_fs_status st;
+			rfs_fs_get_status(c->fs, &st);
+			out(&b, "error=%s%s%s\n", strerror(-rc), st.last_error[0] ? ": " : "", st.last_error);
+		}
 	} else if (!strcmp(cmd, "kick")) {
 		rfs_fs_kick(c->fs);
 		out(&b, "ok\n");

@@ -562,11 +562,6 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 	st->pending_changes = ss.pending;
 	st->conflicts = ss.conflicts;
 	st->last_commit_s = ss.last_commit_ms ? (rfs_monotonic_ms() - ss.last_commit_ms) / 1000 : -1;
-	/* a failing data upload first: nothing written since then is safe in the store */
-	char up[256];
-	core_upload_error(fs, up, sizeof(up));
-	snprintf(st->last_error, sizeof(st->last_error), "%s%s%s", up, up[0] && ss.last_error[0] ? "; " : "",
-		 ss.last_error);
 	if (rfs_sync_store_head(fs->sync, &st->head_seq) < 0)
 		st->head_seq = -1;
 	/* staged data: what the staging directory holds right now */
@@ -610,6 +605,13 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 		if (oldest)
 			st->oldest_dirty_s = now - oldest;
 	}
+	/* a failing data upload first, and only while there is staged data it concerns (the
+	 * file may have been deleted since) */
+	char up[256] = "";
+	if (st->dirty_files)
+		core_upload_error(fs, up, sizeof(up));
+	snprintf(st->last_error, sizeof(st->last_error), "%s%s%s", up, up[0] && ss.last_error[0] ? "; " : "",
+		 ss.last_error);
 	struct rfs_cache_stats cs;
 	rfs_cache_get_stats(fs->cache, &cs);
 	st->cache_used = cs.used;

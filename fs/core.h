@@ -19,7 +19,7 @@
  * Lock order: fs->flush_lock -> node->lock -> meta lock -> cache lock; the range index's
  * lock (ranges.c) -> cache lock, never with the meta lock held. Leaves (nothing else is taken
  * while they are held): fs->nodes_lock (the table of open/dirty inodes), the window cache's
- * lock (wincache.c), fs->space_lock, fs->sib_lock.
+ * lock (wincache.c), fs->space_lock, fs->sib_lock, fs->upload_err_lock.
  */
 #ifndef RFS_CORE_H
 #define RFS_CORE_H

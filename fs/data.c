@@ -13,6 +13,11 @@
  * commits, so the staging file is deleted only after the metadata naming the stored block is
  * in the DB (and that metadata only after the pack is in the store: invariant C1). A daemon
  * killed at any point finds the staging files at the next mount and flushes them again.
+ *
+ * A flush's packs: OPEN (being filled) --full--> UPLOADING (its own thread, up to
+ * RFS_UPLOADS_IN_FLIGHT) --joined--> STORED or FAILED. The block map is written only when
+ * every pack of the flush is STORED; one FAILED pack fails the whole flush (all its blocks
+ * stay DIRTY, the reason goes to status), and nothing is committed.
  */
 #include "fs/core.h"
 
@@ -350,8 +355,13 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		goto out;
 	}
 	if (b.len != loc.slen) {
+		RFS_LOG(LOG_ERR, "pack %s returned %zu bytes at offset %" PRIu64 " for a block of %u", key, b.len,
+			loc.off, loc.slen);
+		rfs_buf_free(&b);
 		rc = -EIO;
-	} else if (loc.codec == RFS_CODEC_RAW && loc.slen == loc.rlen && b.data) {
+		goto out;
+	}
+	if (loc.codec == RFS_CODEC_RAW && loc.slen == loc.rlen && b.data) {
 		/* stored as is (incompressible data, most big blocks): verify the fetched bytes in
 		 * place and keep them, saving a block-sized copy per fetch */
 		rc = rfs_pack_verify_block(b.data, loc.rlen, hash);
@@ -361,7 +371,9 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 			b = (struct rfs_buf){0};
 		}
 	} else if (!buf && !(buf = malloc(loc.rlen ? loc.rlen : 1))) {
+		rfs_buf_free(&b);
 		rc = -ENOMEM;
+		goto out;
 	} else {
 		rc = rfs_pack_decode_block(b.data, loc.slen, loc.codec, loc.rlen, hash, buf);
 	}
@@ -959,7 +971,7 @@ static int store_pack(struct rfs_fs *fs, struct rfs_pack *pack)
 static void *upload_thread(void *arg)
 {
 	struct pack_upload *u = arg;
-	u->rc = store_pack(u->fs, &u->pack);
+	__atomic_store_n(&u->rc, store_pack(u->fs, &u->pack), __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -1020,6 +1032,8 @@ static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
 	}
 	if (b->nup == RFS_UPLOADS_IN_FLIGHT)
 		join_upload(b);
+	for (size_t i = 0; i < b->nup && b->up_rc == 0; i++) /* a failed one need not be joined first */
+		b->up_rc = __atomic_load_n(&b->up[i]->rc, __ATOMIC_ACQUIRE);
 	if (b->up_rc < 0) {
 		rc = b->up_rc; /* an earlier pack failed: this flush cannot commit, stop sealing */
 		goto out;
@@ -1030,6 +1044,7 @@ static int upload_pack(struct rfs_fs *fs, struct flush_batch *b)
 		u->pack = b->pack;
 		u->rc = 0;
 		b->pack_open = 0; /* the thread owns the pack now */
+		b->pack = (struct rfs_pack){0};
 		if (pthread_create(&u->thread, NULL, upload_thread, u) == 0) {
 			b->up[b->nup++] = u;
 			return 0;
@@ -1221,9 +1236,9 @@ static int flush_nodes(struct rfs_fs *fs, struct node **nodes, size_t count)
 		rfs_crash_point("after-pack-upload");
 	if (rc == 0)
 		rc = commit_batch(fs, &b, snaps, count);
-	if (rc == 0 && count) {
+	if (rc == 0 && b.ne) {
 		pthread_mutex_lock(&fs->upload_err_lock);
-		fs->upload_err[0] = 0; /* a flush stored all it had: uploads work again */
+		fs->upload_err[0] = 0; /* packs reached the store: uploads work again */
 		pthread_mutex_unlock(&fs->upload_err_lock);
 	}
 	if (rc == 0) {

@@ -806,16 +806,26 @@ ssize_t rfs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t size)
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_xattr_list(fs->meta, ino, &b);
 	rfs_meta_unlock(fs->meta);
+	/* a security.selinux row stored by an older version is not listed: it cannot be read */
+	for (size_t i = 0; rc == 0 && i < b.len;) {
+		size_t n = strnlen((const char *)b.data + i, b.len - i) + 1;
+		if (xattr_is_selinux((const char *)b.data + i)) {
+			memmove(b.data + i, b.data + i + n, b.len - i - n);
+			b.len -= n;
+		} else {
+			i += n;
+		}
+	}
 	return xattr_reply(rc, &b, buf, size);
 }
 
 int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name)
 {
 	int rc = core_check_writable(fs);
-	if (rc == 0)
+	if (rc == 0 && !xattr_is_selinux(name)) /* a row stored by an older version can still go */
 		rc = xattr_name_ok(name);
 	if (rc < 0)
-		return rc == -EOPNOTSUPP && !xattr_is_selinux(name) ? -ENODATA : rc;
+		return rc == -EOPNOTSUPP ? -ENODATA : rc;
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
 		return rc;
@@ -829,7 +839,7 @@ int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name)
 	}
 	if (rc < 0) {
 		rfs_meta_rollback(fs->meta);
-		return rc;
+		return rc == -ENODATA && xattr_is_selinux(name) ? -EOPNOTSUPP : rc;
 	}
 	return rfs_meta_commit(fs->meta);
 }

@@ -876,19 +876,21 @@ static void *sync_thread(void *arg)
 {
 	struct rfs_sync *s = arg;
 	int64_t last_round = 0;
-	/* An idle workspace (the last round pulled nothing, had nothing to publish and was not
-	 * kicked by a local change) is polled half as often: an idle host costs one GET per two
-	 * intervals, not one per interval. open() still pulls first when the last pull is older
-	 * than 200 ms (rfs_open in fs/data.c), so a file opened here is as fresh as before; only listings of
-	 * another host's new names may wait up to two intervals. Any activity resets the pace. */
-	int wait_ms = s->interval_ms;
+	/* The thread wakes every interval: local changes are published within one, and the
+	 * heartbeat and lease keep their pace. Only the pull is halved while the workspace is
+	 * idle (the last round pulled nothing, had nothing to publish and was not kicked): an
+	 * idle host costs one GET per two intervals. open() still pulls first when the last
+	 * pull is older than 200 ms (rfs_open in fs/data.c), so a file opened here is as fresh as
+	 * before; attributes and listings of names another host changed may lag by up to two
+	 * intervals. Any activity restores a pull per interval. */
+	int idle = 0, skipped = 0;
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		if (!s->kicked) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += wait_ms / 1000;
-			ts.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+			ts.tv_sec += s->interval_ms / 1000;
+			ts.tv_nsec += (long)(s->interval_ms % 1000) * 1000000;
 			if (ts.tv_nsec >= 1000000000) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
@@ -911,11 +913,16 @@ static void *sync_thread(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		last_round = rfs_monotonic_ms();
 		pthread_mutex_lock(&s->commit_lock);
-		busy |= pull_locked(s) != 0; /* records applied, or an error to retry soon */
 		busy |= has_pending(s);
-		commit_locked(s);
+		if (busy || !idle || skipped) {
+			busy |= pull_locked(s) != 0; /* records applied, or an error to retry soon */
+			skipped = 0;
+		} else {
+			skipped = 1; /* idle: every other round pulls */
+		}
+		commit_locked(s); /* nothing pending: a local check, no request */
 		pthread_mutex_unlock(&s->commit_lock);
-		wait_ms = busy ? s->interval_ms : 2 * s->interval_ms;
+		idle = !busy;
 		report_touched(s);
 		if (rfs_monotonic_ms() - s->last_heartbeat_ms >= RFS_HEARTBEAT_MS)
 			heartbeat(s, 0);

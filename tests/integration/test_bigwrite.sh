@@ -30,13 +30,16 @@ done
 case $err in *pack*) ;; *) fail "status does not report the failed pack upload (last_error: '$err')" ;; esac
 dirty=$(status_field dirty_bytes)
 [ "$dirty" -ge $((100 * 1024 * 1024)) ] || fail "dirty_bytes is $dirty while the upload fails (want the whole file)"
-rc=0; timeout 5 "$ROAMFS" sync --wait "$mp" >/dev/null 2>&1 || rc=$?
+rc=0; "$ROAMFS" sync --wait --timeout 60 "$mp" >/dev/null 2>"$WORK/sync.err" || rc=$?
 [ "$rc" -ne 0 ] || fail "sync --wait succeeded although the store refuses new objects"
+grep -q "still pending" "$WORK/sync.err" && fail "sync --wait waited instead of reporting the failed upload"
+grep -q "pack" "$WORK/sync.err" || fail "sync --wait does not say which upload failed: $(cat "$WORK/sync.err")"
 
 step "the store takes writes again: sync --wait uploads it in several packs"
 rm -f "$sd/data"
 "$ROAMFS" sync --wait "$mp" >/dev/null || fail "sync --wait failed after the store recovered"
 assert_eq 0 "$(status_field dirty_bytes)" "dirty bytes after sync --wait"
+assert_eq "" "$(status_field last_error)" "last_error once the packs are stored"
 packs=$(find "$sd/data" -type f ! -name '.tmp-*' | wc -l)
 [ "$packs" -ge 4 ] || fail "100 MiB went into $packs pack(s); want at least 4 (32 MiB each)"
 [ -z "$(find "$sd/data" -name '.tmp-*')" ] || fail "temporary files left in the store: $(find "$sd/data" -name '.tmp-*')"
