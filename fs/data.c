@@ -608,6 +608,16 @@ struct clean_part {
 	size_t dst;
 };
 
+/* Where a byte range continuing at pos (left bytes to go) meets the blocks: block *idx, from
+ * *boff, for the returned number of bytes (to the block's end at most). */
+static uint32_t block_chunk(uint32_t bs, uint64_t pos, size_t left, uint64_t *idx, uint32_t *boff)
+{
+	*idx = pos / bs;
+	*boff = (uint32_t)(pos % bs);
+	uint32_t chunk = bs - *boff;
+	return chunk > left ? (uint32_t)left : chunk;
+}
+
 /* Queues the stored blocks after idx for background fetching (sequential readers). */
 static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t size)
 {
@@ -660,12 +670,8 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
 	while (done < size) {
-		uint64_t pos = off + done;
-		uint64_t idx = pos / bs;
-		uint32_t boff = (uint32_t)(pos % bs);
-		uint32_t chunk = bs - boff;
-		if (chunk > size - done)
-			chunk = (uint32_t)(size - done);
+		uint64_t pos = off + done, idx;
+		uint32_t boff, chunk = block_chunk(bs, pos, size - done, &idx, &boff);
 		if (dblock_find(n, idx)) {
 			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done);
 			if (r < 0) {
@@ -801,12 +807,8 @@ ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
 	while (done < size) {
-		uint64_t pos = off + done;
-		uint64_t idx = pos / bs;
-		uint32_t boff = (uint32_t)(pos % bs);
-		uint32_t chunk = bs - boff;
-		if (chunk > size - done)
-			chunk = (uint32_t)(size - done);
+		uint64_t pos = off + done, idx;
+		uint32_t boff, chunk = block_chunk(bs, pos, size - done, &idx, &boff);
 		/* the write replaces all old content of the block if it covers [0, old length) */
 		uint64_t start = idx * bs;
 		uint64_t old_len = n->size > start ? n->size - start : 0;

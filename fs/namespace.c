@@ -328,6 +328,20 @@ static int trash_restore_locked(struct rfs_fs *fs, const char *name, uint64_t ne
 	return rc;
 }
 
+/* Ends a transaction that may have deleted an inode: rollback on error, else commit and then
+ * drop the staged data of the inode that is gone (only once the deletion is durable). */
+static int finish_removal(struct rfs_fs *fs, int rc, uint64_t gone)
+{
+	if (rc < 0) {
+		rfs_meta_rollback(fs->meta);
+		return rc;
+	}
+	rc = rfs_meta_commit(fs->meta);
+	if (rc == 0 && gone)
+		core_discard_staging(fs, gone);
+	return rc;
+}
+
 /* Purges trash entries older than the retention. Called by the flusher thread. */
 void core_purge_trash(struct rfs_fs *fs)
 {
@@ -343,12 +357,7 @@ void core_purge_trash(struct rfs_fs *fs)
 		uint64_t gone = 0;
 		if (rfs_meta_begin(fs->meta) < 0)
 			return;
-		if (trash_delete_locked(fs, list.v[i], &gone) < 0) {
-			rfs_meta_rollback(fs->meta);
-			continue;
-		}
-		if (rfs_meta_commit(fs->meta) == 0 && gone)
-			core_discard_staging(fs, gone);
+		finish_removal(fs, trash_delete_locked(fs, list.v[i], &gone), gone);
 	}
 	if (list.n)
 		RFS_LOG(LOG_INFO, "purged %zu expired files from the trash", list.n);
@@ -371,14 +380,7 @@ static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, int
 		rc = rfs_meta_trash_lookup(fs->meta, name, &ino);
 		if (rc == 0)
 			rc = trash_delete_locked(fs, ino, &gone);
-		if (rc < 0) {
-			rfs_meta_rollback(fs->meta);
-			return rc;
-		}
-		rc = rfs_meta_commit(fs->meta);
-		if (rc == 0 && gone)
-			core_discard_staging(fs, gone);
-		return rc;
+		return finish_removal(fs, rc, gone);
 	}
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
@@ -391,14 +393,7 @@ static int remove_name(struct rfs_fs *fs, uint64_t parent, const char *name, int
 		rc = remove_name_locked(fs, parent, name, dir_expected, &dir, now, &gone);
 	if (rc == 0)
 		rc = rfs_meta_put_attr(fs->meta, &dir);
-	if (rc < 0) {
-		rfs_meta_rollback(fs->meta);
-		return rc;
-	}
-	rc = rfs_meta_commit(fs->meta);
-	if (rc == 0 && gone)
-		core_discard_staging(fs, gone);
-	return rc;
+	return finish_removal(fs, rc, gone);
 }
 
 int rfs_unlink(struct rfs_fs *fs, uint64_t parent, const char *name)
@@ -556,10 +551,7 @@ int rfs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t ne
 	}
 	if (rc < 0)
 		goto fail;
-	rc = rfs_meta_commit(fs->meta);
-	if (rc == 0 && gone)
-		core_discard_staging(fs, gone);
-	return rc;
+	return finish_removal(fs, rc, gone);
 fail:
 	rfs_meta_rollback(fs->meta);
 	return rc;
