@@ -999,8 +999,87 @@ static int apply_conflict(void *ctx, int why, sqlite3_changeset_iter *it)
 	return SQLITE_CHANGESET_OMIT;
 }
 
+/* ---------- changeset structure check ---------- */
+
+/* SQLite's session varint: 7 bits per byte, high bit set to continue, the ninth byte whole. */
+static int cs_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (int k = 0; k < 9; k++) {
+		if (*i >= n)
+			return -1;
+		uint8_t c = p[(*i)++];
+		if (k == 8) {
+			*v = (x << 8) | c;
+			return 0;
+		}
+		x = (x << 7) | (c & 0x7f);
+		if (!(c & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* One old.* or new.* record of ncol values: type byte, then 8 bytes (integer, real),
+ * varint length + bytes (text, blob) or nothing (absent, NULL). */
+static int cs_record(const uint8_t *p, size_t n, size_t *i, uint64_t ncol)
+{
+	for (uint64_t c = 0; c < ncol; c++) {
+		if (*i >= n)
+			return -1;
+		uint8_t t = p[(*i)++];
+		uint64_t len = 0;
+		if (t == 1 || t == 2)
+			len = 8;
+		else if ((t == 3 || t == 4) && cs_varint(p, n, i, &len) < 0)
+			return -1;
+		else if (t != 0 && t != 3 && t != 4 && t != 5)
+			return -1;
+		if (len > n - *i)
+			return -1;
+		*i += (size_t)len;
+	}
+	return 0;
+}
+
+int rfs_meta_changeset_check(const void *cs, size_t len)
+{
+	const uint8_t *p = cs;
+	size_t i = 0;
+	uint64_t ncol = 0;
+	while (i < len) {
+		if (p[i] == 'T') { /* table header: column count, PK flags, name */
+			i++;
+			if (cs_varint(p, len, &i, &ncol) < 0 || ncol == 0 || ncol > 1000 || ncol > len - i)
+				return -EIO;
+			i += (size_t)ncol;
+			const uint8_t *nul = i < len ? memchr(p + i, 0, len - i) : NULL;
+			if (!nul)
+				return -EIO;
+			i = (size_t)(nul - p) + 1;
+			continue;
+		}
+		if (!ncol || len - i < 2)
+			return -EIO; /* a change before any table, or cut after its op byte */
+		uint8_t op = p[i];
+		i += 2; /* op, indirect flag */
+		int old = op == SQLITE_DELETE || op == SQLITE_UPDATE, new = op == SQLITE_INSERT || op == SQLITE_UPDATE;
+		if (!old && !new)
+			return -EIO;
+		if ((old && cs_record(p, len, &i, ncol) < 0) || (new &&cs_record(p, len, &i, ncol) < 0))
+			return -EIO;
+	}
+	return 0;
+}
+
 int rfs_meta_apply_changeset(struct rfs_meta *m, const void *cs, size_t len)
 {
+	if (rfs_meta_changeset_check(cs, len) < 0) {
+		RFS_LOG(LOG_ERR, "metadata database: a log entry's changeset is damaged (%zu bytes); not applied", len);
+		return -EIO;
+	}
 	int r = sqlite3changeset_apply(m->db, (int)len, (void *)cs, NULL, apply_conflict, NULL);
 	if (r != SQLITE_OK)
 		return sql_fail(m, "applying a log entry");
@@ -1105,7 +1184,7 @@ static int touched_iter(sqlite3_changeset_iter *it, rfs_touch_cb cb, void *arg)
 int rfs_meta_changeset_touched(const void *cs, size_t len, rfs_touch_cb cb, void *arg)
 {
 	sqlite3_changeset_iter *it;
-	if (sqlite3changeset_start(&it, (int)len, (void *)cs) != SQLITE_OK)
+	if (rfs_meta_changeset_check(cs, len) < 0 || sqlite3changeset_start(&it, (int)len, (void *)cs) != SQLITE_OK)
 		return -EINVAL;
 	int rc = touched_iter(it, cb, arg);
 	sqlite3changeset_finalize(it);
@@ -1235,6 +1314,10 @@ int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const 
 	int ninv = 0, nrebased = 0, rc;
 	int64_t upto = 0, count = 0;
 
+	if (rfs_meta_changeset_check(cs, len) < 0) {
+		RFS_LOG(LOG_ERR, "metadata database: a log entry's changeset is damaged (%zu bytes); not applied", len);
+		return -EIO;
+	}
 	rc = rfs_meta_pending_collect(m, &local, &upto, &count);
 	if (rc < 0)
 		goto out;
@@ -1478,7 +1561,7 @@ static const uint8_t *value_hash(sqlite3_value *v)
 int rfs_meta_changeset_block_refs(const void *cs, size_t len, rfs_block_ref_cb cb, void *arg)
 {
 	sqlite3_changeset_iter *it;
-	if (sqlite3changeset_start(&it, (int)len, (void *)cs) != SQLITE_OK)
+	if (rfs_meta_changeset_check(cs, len) < 0 || sqlite3changeset_start(&it, (int)len, (void *)cs) != SQLITE_OK)
 		return -EINVAL;
 	const char *tab;
 	int ncol, op, indirect, r;

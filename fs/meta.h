@@ -130,6 +130,13 @@ int rfs_meta_pending_count(struct rfs_meta *m, int64_t *n);
 /* Lowest and highest pending row ids (0, 0 when nothing is pending). */
 int rfs_meta_pending_range(struct rfs_meta *m, int64_t *lo, int64_t *hi);
 
+/* Whether cs is a well-formed SQLite changeset (every table header and record complete):
+ * 0 or -EIO. SQLite 3.40's iterator loops forever on one cut inside a table header, so every
+ * function below that reads a changeset checks it first and refuses a damaged one (-EIO or
+ * -EINVAL). A cut exactly between two changes is well-formed: the log's record hashes catch
+ * that. */
+int rfs_meta_changeset_check(const void *cs, size_t len);
+
 /* Applies a changeset from the log (no recording). Conflicting rows take the log's values. */
 int rfs_meta_apply_changeset(struct rfs_meta *m, const void *cs, size_t len);
 
