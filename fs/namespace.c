@@ -626,8 +626,6 @@ static int xattr_name_ok(const char *name)
 	/* system.* other than the two ACLs would be silently not enforced: refuse them */
 	if (!strncmp(name, "system.", 7) && !rfs_acl_name(name))
 		return -EOPNOTSUPP;
-	if (xattr_is_selinux(name))
-		return -EOPNOTSUPP;
 	if (strlen(name) > XATTR_NAME_MAX)
 		return -ERANGE;
 	return 0;
@@ -738,7 +736,7 @@ int rfs_setxattr(struct rfs_fs *fs, uint64_t ino, const char *name, const void *
 		return -EPERM;
 	int rc = core_check_writable(fs);
 	if (rc == 0)
-		rc = xattr_name_ok(name);
+		rc = xattr_is_selinux(name) ? -EOPNOTSUPP : xattr_name_ok(name);
 	if (rc < 0)
 		return rc;
 	if (size > XATTR_SIZE_MAX)
@@ -814,7 +812,7 @@ ssize_t rfs_listxattr(struct rfs_fs *fs, uint64_t ino, char *buf, size_t size)
 int rfs_removexattr(struct rfs_fs *fs, uint64_t ino, const char *name)
 {
 	int rc = core_check_writable(fs);
-	if (rc == 0 && !xattr_is_selinux(name)) /* a row stored by an older version can still go */
+	if (rc == 0) /* a security.selinux row an older version stored can still go */
 		rc = xattr_name_ok(name);
 	if (rc < 0)
 		return rc == -EOPNOTSUPP ? -ENODATA : rc;

@@ -913,14 +913,16 @@ static void *sync_thread(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		last_round = rfs_monotonic_ms();
 		pthread_mutex_lock(&s->commit_lock);
-		busy |= has_pending(s);
+		int pending = has_pending(s);
+		busy |= pending;
 		if (busy || !idle || skipped) {
 			busy |= pull_locked(s) != 0; /* records applied, or an error to retry soon */
 			skipped = 0;
 		} else {
 			skipped = 1; /* idle: every other round pulls */
 		}
-		commit_locked(s); /* nothing pending: a local check, no request */
+		if (pending) /* a change made since is published next round */
+			commit_locked(s);
 		pthread_mutex_unlock(&s->commit_lock);
 		idle = !busy;
 		report_touched(s);
