@@ -284,6 +284,28 @@ static int daemon_started(void *arg)
 	return 0;
 }
 
+/* Forks the daemon. The parent waits for its readiness byte (ops.h) and exits 0 on 0, else 1;
+ * until then the child keeps the terminal, so its errors (die) reach the user. Returns the
+ * child's end of the pipe. */
+static int daemon_fork(void)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		die("cannot create a pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		die("cannot fork the daemon: %s", strerror(errno));
+	if (pid > 0) {
+		close(fds[1]);
+		char ok = 1;
+		ssize_t r = read(fds[0], &ok, 1);
+		_exit(r == 1 && ok == 0 ? 0 : 1);
+	}
+	close(fds[0]);
+	setsid();
+	return fds[1];
+}
+
 static void default_cache_dir(const char *store, char *buf, size_t len)
 {
 	uint8_t h[RFS_HASH_LEN];
@@ -453,6 +475,10 @@ static int cmd_mount(int argc, char **argv)
 	snprintf(logp, sizeof(logp), "%s/roamfs.log", d.cache_dir);
 	rfs_log_open(logp, 1, 0);
 
+	/* Fork before anything is opened: the daemon must own its SQLite locks (POSIX locks are
+	 * not inherited, and a parent exiting drops them: another reader of meta.db would then
+	 * delete the WAL under the daemon). */
+	int ready_fd = foreground ? -1 : daemon_fork();
 	struct rfs_fs_config cfg = {.store_url = d.store,
 				    .cache_dir = d.cache_dir,
 				    .cache_size = csize,
@@ -476,7 +502,7 @@ static int cmd_mount(int argc, char **argv)
 	struct rfs_mount_opts mo = {.mountpoint = d.mountpoint,
 				    .fsname = fsname,
 				    .fuse_opts = fuse_opts,
-				    .foreground = foreground,
+				    .ready_fd = ready_fd,
 				    .fuse_debug = 0,
 				    .attr_timeout = 10.0,
 				    .max_threads = 16};

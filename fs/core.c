@@ -407,6 +407,10 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 				fs->store->url, holder);
 			RFS_LOG(LOG_WARNING, "host %s holds the writer lease: read-only", holder);
 		}
+		/* before this host writes anything to the log that an older roamfs would misread */
+		rc = fs->cfg.read_only ? 0 : rfs_format_upgrade(fs->store, &fs->format, err, errlen);
+		if (rc < 0)
+			goto fail;
 		rc = 0;
 	}
 	rfs_meta_begin(fs->meta);

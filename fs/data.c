@@ -229,7 +229,8 @@ static int load_from_range(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], 
 		rc = r == (ssize_t)want->slen ? 0 : -ENOENT;
 	}
 	close(fd);
-	if (rc == 0 && rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, buf) < 0) {
+	if (rc == 0 &&
+	    rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, rfs_block_loc_xsum(want), buf) < 0) {
 		RFS_LOG(LOG_WARNING,
 			"a cached range of pack %s is damaged on the cache disk; fetching from the "
 			"store",
@@ -270,7 +271,7 @@ static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], cons
 		rc = -EAGAIN;
 		goto out;
 	}
-	rc = rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, buf);
+	rc = rfs_pack_decode_block(src, want->slen, want->codec, want->rlen, hash, rfs_block_loc_xsum(want), buf);
 	if (rc < 0) {
 		char key[64], hex[2 * RFS_HASH_LEN + 1];
 		rfs_pack_key(want->pack, key, sizeof(key));
@@ -364,7 +365,7 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 	if (loc.codec == RFS_CODEC_RAW && loc.slen == loc.rlen && b.data) {
 		/* stored as is (incompressible data, most big blocks): verify the fetched bytes in
 		 * place and keep them, saving a block-sized copy per fetch */
-		rc = rfs_pack_verify_block(b.data, loc.rlen, hash);
+		rc = rfs_pack_verify_block(b.data, loc.rlen, hash, rfs_block_loc_xsum(&loc));
 		if (rc == 0) {
 			free(buf);
 			buf = b.data;
@@ -375,7 +376,7 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 		rc = -ENOMEM;
 		goto out;
 	} else {
-		rc = rfs_pack_decode_block(b.data, loc.slen, loc.codec, loc.rlen, hash, buf);
+		rc = rfs_pack_decode_block(b.data, loc.slen, loc.codec, loc.rlen, hash, rfs_block_loc_xsum(&loc), buf);
 	}
 	rfs_buf_free(&b);
 	if (rc < 0) {
@@ -1174,6 +1175,8 @@ static int commit_batch(struct rfs_fs *fs, struct flush_batch *b, struct attr_sn
 		loc.slen = b->entries[i].stored_len;
 		loc.rlen = b->entries[i].raw_len;
 		loc.codec = b->entries[i].codec;
+		loc.has_xsum = 1;
+		loc.xsum = b->entries[i].xsum;
 		rc = rfs_meta_block_put(fs->meta, b->entries[i].hash, &loc);
 	}
 	for (size_t i = 0; i < b->ns && rc == 0; i++) {

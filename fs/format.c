@@ -1,5 +1,7 @@
 #include "fs/format.h"
 
+#include "fs/log.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,8 @@ int rfs_format_write(struct rfs_store *s, const struct rfs_format *f, int force,
 	struct tm tm;
 	gmtime_r(&now, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (f->created[0] && !strchr(f->created, '"') && !strchr(f->created, '\\'))
+		snprintf(when, sizeof(when), "%s", f->created);
 	int n = snprintf(body, sizeof(body),
 			 "{\"roamfs\": %d, \"uuid\": \"%s\", \"block_size\": %u, \"compression\": \"%s\", "
 			 "\"created\": \"%s\"%s%s%s}\n",
@@ -123,7 +127,7 @@ int rfs_format_read(struct rfs_store *s, struct rfs_format *f, char *err, size_t
 		rc = -EINVAL;
 		goto out;
 	}
-	if (version != RFS_FORMAT_VERSION) {
+	if (version < 1 || version > RFS_FORMAT_VERSION) {
 		snprintf(err, errlen,
 			 "store '%s' has workspace format version %lld, but this roamfs understands version %d; "
 			 "upgrade roamfs",
@@ -138,10 +142,27 @@ int rfs_format_read(struct rfs_store *s, struct rfs_format *f, char *err, size_t
 	}
 	if (json_string(body, "meta", f->meta_url, sizeof(f->meta_url)) < 0)
 		f->meta_url[0] = 0;
+	if (json_string(body, "created", f->created, sizeof(f->created)) < 0)
+		f->created[0] = 0;
 	f->version = (int)version;
 	f->block_size = (uint32_t)bs;
 	f->compress = !strcmp(comp, "lz4");
 out:
 	free(body);
 	return rc;
+}
+
+int rfs_format_upgrade(struct rfs_store *s, struct rfs_format *f, char *err, size_t errlen)
+{
+	if (f->version >= RFS_FORMAT_VERSION)
+		return 0;
+	int rc = rfs_format_write(s, f, 1, err, errlen);
+	if (rc < 0)
+		return rc;
+	RFS_LOG(LOG_NOTICE,
+		"workspace '%s' upgraded from format %d to %d (blocks carry a fast checksum); roamfs "
+		"versions that know only format %d can no longer mount it",
+		s->url, f->version, RFS_FORMAT_VERSION, f->version);
+	f->version = RFS_FORMAT_VERSION;
+	return 0;
 }

@@ -16,7 +16,9 @@
 
 #include "fs/log.h"
 
-#define META_SCHEMA_VERSION 1
+/* 1: the first schema. 2: blocks.xsum (format 2); a version-1 database is migrated at open
+ * (migrate_v1). */
+#define META_SCHEMA_VERSION 2
 
 static const char *const shared_tables[] = {"inodes", "dentries", "symlinks", "bmap",
 					    "blocks", "xattrs",   "ranges",   "trash"};
@@ -33,7 +35,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS bmap(ino INT NOT NULL, idx INT NOT NULL, hash BLOB NOT NULL,"
     " PRIMARY KEY(ino, idx)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS blocks(hash BLOB PRIMARY KEY, pack TEXT NOT NULL, off INT NOT NULL,"
-    " slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL) WITHOUT ROWID;"
+    " slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL, xsum INT) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS blocks_pack ON blocks(pack, off);"
     "CREATE TABLE IF NOT EXISTS xattrs(ino INT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
     " PRIMARY KEY(ino, name)) WITHOUT ROWID;"
@@ -120,9 +122,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BMAP_DEL] = "DELETE FROM bmap WHERE ino=? AND idx=?",
     [S_BMAP_TRUNC] = "DELETE FROM bmap WHERE ino=? AND idx>=?",
     [S_BMAP_EACH] = "SELECT idx, hash FROM bmap WHERE ino=? ORDER BY idx",
-    [S_BLOCK_GET] = "SELECT pack,off,slen,rlen,codec FROM blocks WHERE hash=?",
-    [S_BLOCK_PUT] = "INSERT OR IGNORE INTO blocks(hash,pack,off,slen,rlen,codec) VALUES(?,?,?,?,?,?)",
-    [S_BLOCKS_RANGE] = "SELECT hash,off,slen,rlen,codec FROM blocks WHERE pack=? AND off>=? AND off<? ORDER BY off",
+    [S_BLOCK_GET] = "SELECT pack,off,slen,rlen,codec,xsum FROM blocks WHERE hash=?",
+    [S_BLOCK_PUT] = "INSERT OR IGNORE INTO blocks(hash,pack,off,slen,rlen,codec,xsum) VALUES(?,?,?,?,?,?,?)",
+    [S_BLOCKS_RANGE] = "SELECT hash,off,slen,rlen,codec,xsum FROM blocks WHERE pack=? AND off>=? AND off<?"
+		       " ORDER BY off",
     [S_XATTR_GET] = "SELECT value FROM xattrs WHERE ino=? AND name=?",
     [S_XATTR_INSERT] = "INSERT INTO xattrs(ino,name,value) VALUES(?,?,?)",
     [S_XATTR_UPDATE] = "UPDATE xattrs SET value=? WHERE ino=? AND name=?",
@@ -139,7 +142,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino NOT IN (SELECT ino FROM trash)",
     [S_COUNT_INODES] = "SELECT count(*) FROM inodes",
     [S_TOTAL_SIZE] = "SELECT coalesce(sum(size),0) FROM inodes WHERE (mode & 61440)=32768",
-    [S_BLOCKS_EACH] = "SELECT b.hash, b.pack, b.off, b.slen, b.rlen, b.codec,"
+    [S_BLOCKS_EACH] = "SELECT b.hash, b.pack, b.off, b.slen, b.rlen, b.codec, b.xsum,"
 		      " EXISTS(SELECT 1 FROM bmap m WHERE m.hash=b.hash) FROM blocks b ORDER BY b.pack, b.off",
     [S_BMAP_UNPLACED] = "SELECT m.ino, m.idx, m.hash FROM bmap m WHERE NOT EXISTS"
 			" (SELECT 1 FROM blocks b WHERE b.hash=m.hash) ORDER BY m.hash, m.ino, m.idx",
@@ -204,6 +207,8 @@ static int exec(struct rfs_meta *m, const char *sql)
 	return 0;
 }
 
+static int migrate_v1(struct rfs_meta *m);
+
 int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t errlen)
 {
 	struct rfs_meta *m = calloc(1, sizeof(*m));
@@ -228,7 +233,14 @@ int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t err
 		goto fail;
 	}
 	int64_t ver = 0;
-	if (rfs_meta_local_get_int(m, "schema", &ver) == 0 && ver != META_SCHEMA_VERSION) {
+	if (rfs_meta_local_get_int(m, "schema", &ver) == 0 && ver == 1 && (rc = migrate_v1(m)) < 0) {
+		snprintf(err, errlen, "cannot upgrade metadata database '%s' to schema %d: %s", path,
+			 META_SCHEMA_VERSION, sqlite3_errmsg(m->db));
+		goto fail;
+	} else if (ver == 1) {
+		ver = META_SCHEMA_VERSION;
+	}
+	if (ver && ver != META_SCHEMA_VERSION) {
 		snprintf(err, errlen,
 			 "metadata database '%s' has schema %lld, this roamfs knows %d; "
 			 "remove it to rebuild from the store",
@@ -671,6 +683,17 @@ int rfs_meta_bmap_each(struct rfs_meta *m, uint64_t ino, rfs_bmap_cb cb, void *a
 	return rc;
 }
 
+/* off, slen, rlen, codec, xsum of a blocks row, from column c on. */
+static void loc_columns(sqlite3_stmt *s, int c, struct rfs_block_loc *loc)
+{
+	loc->off = (uint64_t)sqlite3_column_int64(s, c);
+	loc->slen = (uint32_t)sqlite3_column_int64(s, c + 1);
+	loc->rlen = (uint32_t)sqlite3_column_int64(s, c + 2);
+	loc->codec = (uint8_t)sqlite3_column_int64(s, c + 3);
+	loc->has_xsum = sqlite3_column_type(s, c + 4) == SQLITE_INTEGER;
+	loc->xsum = loc->has_xsum ? (uint64_t)sqlite3_column_int64(s, c + 4) : 0;
+}
+
 int rfs_meta_block_get(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], struct rfs_block_loc *loc)
 {
 	sqlite3_stmt *s = stmt(m, S_BLOCK_GET);
@@ -681,10 +704,7 @@ int rfs_meta_block_get(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], str
 	int rc = 0;
 	if (r == SQLITE_ROW) {
 		snprintf(loc->pack, sizeof(loc->pack), "%s", (const char *)sqlite3_column_text(s, 0));
-		loc->off = (uint64_t)sqlite3_column_int64(s, 1);
-		loc->slen = (uint32_t)sqlite3_column_int64(s, 2);
-		loc->rlen = (uint32_t)sqlite3_column_int64(s, 3);
-		loc->codec = (uint8_t)sqlite3_column_int64(s, 4);
+		loc_columns(s, 1, loc);
 	} else if (r == SQLITE_DONE) {
 		rc = -ENOENT;
 	} else {
@@ -706,6 +726,10 @@ int rfs_meta_block_put(struct rfs_meta *m, const uint8_t hash[RFS_HASH_LEN], con
 	sqlite3_bind_int64(s, 4, loc->slen);
 	sqlite3_bind_int64(s, 5, loc->rlen);
 	sqlite3_bind_int64(s, 6, loc->codec);
+	if (loc->has_xsum)
+		sqlite3_bind_int64(s, 7, (sqlite3_int64)loc->xsum);
+	else
+		sqlite3_bind_null(s, 7);
 	return run(m, s, "writing a block location");
 }
 
@@ -724,10 +748,7 @@ int rfs_meta_blocks_in_range(struct rfs_meta *m, const char *pack, uint64_t from
 			continue;
 		struct rfs_block_loc loc;
 		snprintf(loc.pack, sizeof(loc.pack), "%s", pack);
-		loc.off = (uint64_t)sqlite3_column_int64(s, 1);
-		loc.slen = (uint32_t)sqlite3_column_int64(s, 2);
-		loc.rlen = (uint32_t)sqlite3_column_int64(s, 3);
-		loc.codec = (uint8_t)sqlite3_column_int64(s, 4);
+		loc_columns(s, 1, &loc);
 		if (cb(arg, sqlite3_column_blob(s, 0), &loc))
 			break;
 	}
@@ -1072,6 +1093,100 @@ int rfs_meta_changeset_check(const void *cs, size_t len)
 			return -EIO;
 	}
 	return 0;
+}
+
+/* Rewrites a well-formed changeset so that the changes it records for table tab with ncol_old
+ * columns carry one more, trailing column: NULL in INSERT and DELETE records, "unchanged" in
+ * UPDATEs - what those rows hold after ALTER TABLE ADD COLUMN. sqlite3changegroup refuses to
+ * combine changesets whose column counts differ, so changes recorded before the column was
+ * added and still pending are widened with it. */
+static int changeset_widen(const uint8_t *p, size_t len, const char *tab, uint64_t ncol_old, struct rfs_buf *out)
+{
+	static const uint8_t null_value = 5, unchanged = 0;
+	size_t i = 0;
+	uint64_t ncol = 0;
+	int widen = 0, rc = rfs_meta_changeset_check(p, len);
+	if (rc < 0 || ncol_old >= 127)
+		return -EIO;
+	while (i < len && rc == 0) {
+		size_t start = i;
+		if (p[i] == 'T') { /* table header (structure checked above) */
+			i++;
+			cs_varint(p, len, &i, &ncol);
+			size_t pk = i;
+			const uint8_t *name = p + pk + ncol;
+			i = (size_t)((const uint8_t *)memchr(name, 0, len - pk - (size_t)ncol) - p) + 1;
+			widen = ncol == ncol_old && !strcmp((const char *)name, tab);
+			if (!widen) {
+				rc = rfs_buf_append(out, p + start, i - start);
+				continue;
+			}
+			uint8_t hdr[2] = {'T', (uint8_t)(ncol + 1)};
+			if ((rc = rfs_buf_append(out, hdr, 2)) == 0 &&
+			    (rc = rfs_buf_append(out, p + pk, (size_t)ncol)) == 0 &&
+			    (rc = rfs_buf_append(out, &unchanged, 1)) == 0) /* not part of the primary key */
+				rc = rfs_buf_append(out, name, i - (size_t)(name - p));
+			continue;
+		}
+		uint8_t op = p[i];
+		i += 2;
+		int old = op == SQLITE_DELETE || op == SQLITE_UPDATE, new = op == SQLITE_INSERT || op == SQLITE_UPDATE;
+		const uint8_t *extra = op == SQLITE_UPDATE ? &unchanged : &null_value;
+		rc = rfs_buf_append(out, p + start, 2);
+		for (int rec = 0; rec < 2 && rc == 0; rec++) {
+			if (!(rec == 0 ? old : new))
+				continue;
+			size_t r0 = i;
+			cs_record(p, len, &i, ncol);
+			rc = rfs_buf_append(out, p + r0, i - r0);
+			if (rc == 0 && widen)
+				rc = rfs_buf_append(out, extra, 1);
+		}
+	}
+	return rc;
+}
+
+/* Schema 1 -> 2: blocks gains xsum (NULL for the blocks already there: they are verified by
+ * their SHA-256), and pending changesets recorded against the old table are widened. One
+ * transaction: a crash leaves the database at version 1, migrated again at the next open. */
+static int migrate_v1(struct rfs_meta *m)
+{
+	int rc = exec(m, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *scan = NULL, *upd = NULL;
+	if (sqlite3_prepare_v2(m->db, "SELECT id, cs FROM pending ORDER BY id", -1, &scan, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(m->db, "UPDATE pending SET cs=? WHERE id=?", -1, &upd, NULL) != SQLITE_OK) {
+		rc = -EIO;
+		goto out;
+	}
+	if ((rc = exec(m, "ALTER TABLE blocks ADD COLUMN xsum INT")) < 0)
+		goto out;
+	while (rc == 0 && sqlite3_step(scan) == SQLITE_ROW) {
+		struct rfs_buf w = {0};
+		rc = changeset_widen(sqlite3_column_blob(scan, 1), (size_t)sqlite3_column_bytes(scan, 1), "blocks", 6,
+				     &w);
+		if (rc == 0) {
+			sqlite3_bind_blob(upd, 1, w.data ? (const void *)w.data : "", (int)w.len, SQLITE_STATIC);
+			sqlite3_bind_int64(upd, 2, sqlite3_column_int64(scan, 0));
+			rc = sqlite3_step(upd) == SQLITE_DONE ? 0 : -EIO;
+			sqlite3_reset(upd);
+		} else {
+			RFS_LOG(LOG_ERR, "metadata database: pending change %lld is damaged; cannot upgrade it",
+				(long long)sqlite3_column_int64(scan, 0));
+		}
+		rfs_buf_free(&w);
+	}
+	if (rc == 0)
+		rc = rfs_meta_local_set_int(m, "schema", META_SCHEMA_VERSION);
+out:
+	sqlite3_finalize(scan);
+	sqlite3_finalize(upd);
+	if (rc == 0 && (rc = exec(m, "COMMIT")) == 0)
+		RFS_LOG(LOG_INFO, "metadata database upgraded to schema %d (blocks.xsum)", META_SCHEMA_VERSION);
+	else
+		exec(m, "ROLLBACK");
+	return rc;
 }
 
 int rfs_meta_apply_changeset(struct rfs_meta *m, const void *cs, size_t len)
@@ -1457,11 +1572,8 @@ int rfs_meta_blocks_each(struct rfs_meta *m, rfs_block_row_cb cb, void *arg)
 			continue;
 		}
 		snprintf(loc.pack, sizeof(loc.pack), "%s", pack);
-		loc.off = (uint64_t)sqlite3_column_int64(s, 2);
-		loc.slen = (uint32_t)sqlite3_column_int64(s, 3);
-		loc.rlen = (uint32_t)sqlite3_column_int64(s, 4);
-		loc.codec = (uint8_t)sqlite3_column_int64(s, 5);
-		rc = cb(arg, h, &loc, sqlite3_column_int(s, 6));
+		loc_columns(s, 2, &loc);
+		rc = cb(arg, h, &loc, sqlite3_column_int(s, 7));
 		if (rc)
 			break;
 	}

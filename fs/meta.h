@@ -51,7 +51,15 @@ struct rfs_block_loc {
 	uint64_t off;
 	uint32_t slen, rlen;
 	uint8_t codec;
+	uint8_t has_xsum; /* blocks sealed since format 2: reads check xsum instead of the SHA-256 */
+	uint64_t xsum;    /* rfs_xsum() of the content (pack.h) */
 };
+
+/* The check a read of the block verifies against: its xsum, or NULL for the SHA-256 name. */
+static inline const uint64_t *rfs_block_loc_xsum(const struct rfs_block_loc *loc)
+{
+	return loc->has_xsum ? &loc->xsum : NULL;
+}
 
 int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t errlen);
 void rfs_meta_close(struct rfs_meta *m);

@@ -477,40 +477,26 @@ static const struct fuse_lowlevel_ops rfs_ll_ops = {
     .fallocate = op_fallocate,
 };
 
-/* Like fuse_daemonize(), but the parent waits until the child says it is ready (a byte on
- * *ready_fd: 0 ok), so `roamfs mount` returns only when status/umount can find the daemon. */
-static int daemonize(int *ready_fd)
+/* Detaches from the terminal once the mount is live: the caller's parent waits for the
+ * byte on ready_fd and exits with it. */
+static void report_ready(int ready_fd, int ok)
 {
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return -errno;
+	if (ok) {
+		if (chdir("/") < 0) {
+			/* keep going: the cwd only matters for relative paths, and we use none */
+		}
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+			if (nul > 2)
+				close(nul);
+		}
 	}
-	if (pid > 0) {
-		close(fds[1]);
-		char ok = 1;
-		ssize_t r = read(fds[0], &ok, 1);
-		_exit(r == 1 && ok == 0 ? 0 : 1);
-	}
-	close(fds[0]);
-	setsid();
-	if (chdir("/") < 0) {
-		/* keep going: the cwd only matters for relative paths, and we use none */
-	}
-	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (nul >= 0) {
-		dup2(nul, 0);
-		dup2(nul, 1);
-		dup2(nul, 2);
-		if (nul > 2)
-			close(nul);
-	}
-	*ready_fd = fds[1];
-	return 0;
+	char b = ok ? 0 : 1;
+	(void)!write(ready_fd, &b, 1);
+	close(ready_fd);
 }
 
 int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg, char *err,
@@ -544,22 +530,11 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 		rc = -EIO;
 		goto out3;
 	}
-	int ready_fd = -1;
-	if (!o->foreground) {
-		rc = daemonize(&ready_fd);
-		if (rc < 0) {
-			snprintf(err, errlen, "cannot daemonize: %s", strerror(-rc));
-			goto out4;
-		}
-	}
 	rfs_fs_set_invalidate(fs, invalidate, &ctx);
 	rc = started ? started(arg) : 0;
-	if (ready_fd >= 0) {
-		/* the parent exits only now: pid file, registry and threads are all in place */
-		char ok = rc < 0 ? 1 : 0;
-		(void)!write(ready_fd, &ok, 1);
-		close(ready_fd);
-	}
+	/* the parent exits only now: pid file, registry and threads are all in place */
+	if (o->ready_fd >= 0 && rc == 0)
+		report_ready(o->ready_fd, 1);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot start the background threads: %s", strerror(-rc));
 		goto out4;

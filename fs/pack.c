@@ -48,6 +48,7 @@ int rfs_pack_add(struct rfs_pack *p, const uint8_t hash[RFS_HASH_LEN], const voi
 	ent->raw_len = len;
 	ent->codec = RFS_CODEC_RAW;
 	ent->stored_len = len;
+	ent->xsum = rfs_xsum(data, len);
 	int rc;
 	if (p->compress && len > 64) {
 		int bound = LZ4_compressBound((int)len);
@@ -123,7 +124,7 @@ int rfs_pack_finish(struct rfs_pack *p)
 }
 
 int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec, uint32_t raw_len,
-			  const uint8_t hash[RFS_HASH_LEN], void *out)
+			  const uint8_t hash[RFS_HASH_LEN], const uint64_t *xsum, void *out)
 {
 	if (codec == RFS_CODEC_RAW) {
 		if (stored_len != raw_len)
@@ -136,11 +137,13 @@ int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec
 	} else {
 		return -EIO;
 	}
-	return rfs_pack_verify_block(out, raw_len, hash);
+	return rfs_pack_verify_block(out, raw_len, hash, xsum);
 }
 
-int rfs_pack_verify_block(const void *raw, uint32_t len, const uint8_t hash[RFS_HASH_LEN])
+int rfs_pack_verify_block(const void *raw, uint32_t len, const uint8_t hash[RFS_HASH_LEN], const uint64_t *xsum)
 {
+	if (xsum)
+		return rfs_xsum(raw, len) == *xsum ? 0 : -EIO;
 	uint8_t got[RFS_HASH_LEN];
 	rfs_sha256(raw, len, got);
 	return memcmp(got, hash, RFS_HASH_LEN) ? -EIO : 0;

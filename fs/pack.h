@@ -12,8 +12,16 @@
  * in p.buf; rfs_pack_free(). A pack is one thread's object.
  *
  * Reader: rfs_pack_decode_block() turns one stored payload back into the block's bytes and
- * verifies its SHA-256: a mismatch is -EIO (never wrong bytes). rfs_pack_parse_trailer()
- * decodes a whole pack's index (for fsck), bounded by the object's length.
+ * verifies them: a mismatch is -EIO (never wrong bytes). rfs_pack_parse_trailer() decodes a
+ * whole pack's index (for fsck), bounded by the object's length.
+ *
+ * Verification: a block is named by its SHA-256; blocks sealed since workspace format 2 also
+ * have the XXH3-64 of their content in their metadata row (`blocks.xsum`, kept in memory in
+ * the entry here, not in the trailer). Reads verify against the xsum when the row has one
+ * (SHA-256 was ~30% of the daemon's CPU on a cold stream), else against the SHA-256; fsck
+ * always checks the SHA-256. Both expected values come from the log, so a cryptographic
+ * check on arrival would not stop a hostile store (it could rewrite the log too); what the
+ * check is for is corruption and misdirected reads, which 64 bits catch.
  */
 #ifndef RFS_PACK_H
 #define RFS_PACK_H
@@ -30,6 +38,7 @@ struct rfs_pack_entry {
 	uint32_t stored_len;
 	uint32_t raw_len;
 	uint8_t codec;
+	uint64_t xsum; /* rfs_xsum() of the raw content: set by rfs_pack_add; not in the trailer (0 when parsed) */
 };
 
 struct rfs_pack {
@@ -57,12 +66,14 @@ void rfs_pack_key(const char *id, char *buf, size_t len);
  * progress on some host) is never deleted: only packs older than the grace period go. */
 int64_t rfs_pack_id_time_ms(const char *id);
 
-/* Decodes a stored payload into out (raw_len bytes, caller-allocated) and verifies the hash. */
+/* Decodes a stored payload into out (raw_len bytes, caller-allocated) and verifies it
+ * (rfs_pack_verify_block). */
 int rfs_pack_decode_block(const void *stored, uint32_t stored_len, uint8_t codec, uint32_t raw_len,
-			  const uint8_t hash[RFS_HASH_LEN], void *out);
-/* Whether len bytes of a block's content hash to hash: 0 or -EIO. A RAW payload is the block's
- * content, so a reader verifies the fetched bytes in place instead of decoding a copy. */
-int rfs_pack_verify_block(const void *raw, uint32_t len, const uint8_t hash[RFS_HASH_LEN]);
+			  const uint8_t hash[RFS_HASH_LEN], const uint64_t *xsum, void *out);
+/* Whether len bytes are the block's content: 0 or -EIO. xsum: the block's recorded XXH3-64,
+ * or NULL to check the SHA-256 name (a row without one, or a deep check). A RAW payload is
+ * the block's content, so a reader verifies the fetched bytes in place. */
+int rfs_pack_verify_block(const void *raw, uint32_t len, const uint8_t hash[RFS_HASH_LEN], const uint64_t *xsum);
 
 /* Parses the trailer of a whole pack object. *entries is malloc'd; caller frees. */
 int rfs_pack_parse_trailer(const uint8_t *obj, size_t len, struct rfs_pack_entry **entries, uint32_t *count);

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <xxhash.h>
 #include <unistd.h>
 
 int rfs_buf_reserve(struct rfs_buf *b, size_t extra)
@@ -57,6 +58,11 @@ void rfs_sha256(const void *data, size_t len, uint8_t out[RFS_HASH_LEN])
 {
 	unsigned int olen = RFS_HASH_LEN;
 	EVP_Digest(data, len, out, &olen, EVP_sha256(), NULL);
+}
+
+uint64_t rfs_xsum(const void *data, size_t len)
+{
+	return (uint64_t)XXH3_64bits(data, len);
 }
 
 void rfs_hex(const uint8_t *in, size_t n, char *out)

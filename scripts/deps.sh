@@ -3,7 +3,7 @@
 # Run as root; with everything present it does nothing (no apt-get update).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev liblz4-dev libssl-dev
-      libcurl4-openssl-dev attr acl strace clang-format python3 valgrind)
+      libcurl4-openssl-dev libxxhash-dev attr acl strace clang-format python3 valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

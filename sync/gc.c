@@ -199,6 +199,19 @@ out:
 
 /* ---------- the private replica ---------- */
 
+/* Publishes the replica's committed changes to the log, first upgrading the workspace's
+ * format record if it is older than the records written now (format.h). */
+static int replica_publish(struct rfs_replica *r)
+{
+	char err[512];
+	int rc = rfs_format_upgrade(r->store, &r->format, err, sizeof(err));
+	if (rc < 0) {
+		RFS_LOG(LOG_ERR, "%s", err);
+		return rc;
+	}
+	return rfs_sync_commit_now(r->sync);
+}
+
 int rfs_replica_open(struct rfs_store *store, const char *host_id, const char *work_dir, struct rfs_replica **out,
 		     char *err, size_t errlen)
 {
@@ -409,7 +422,7 @@ static int pack_verify_block(struct rfs_store *st, struct pack_view *pv, const u
 		rfs_buf_free(&b);
 		return -ENOMEM;
 	}
-	if (rfs_pack_decode_block(p, slen, codec, rlen, hash, out) < 0) {
+	if (rfs_pack_decode_block(p, slen, codec, rlen, hash, NULL, out) < 0) { /* the SHA-256: a deep check */
 		*why = "its bytes do not decode to its hash";
 		rc = -EIO;
 	}
@@ -800,7 +813,7 @@ static int fsck_repair(struct fsck_ctx *c)
 		struct lost *l = vec_at(lost, i);
 		hash_short(l->hash, hs);
 		if (found[i].have) {
-			struct rfs_block_loc loc;
+			struct rfs_block_loc loc = {0}; /* no xsum: reads check its SHA-256 */
 			snprintf(loc.pack, sizeof(loc.pack), "%s", found[i].pack);
 			loc.off = found[i].e.offset;
 			loc.slen = found[i].e.stored_len;
@@ -839,7 +852,7 @@ static int fsck_repair(struct fsck_ctx *c)
 	}
 	rc = rfs_meta_commit(c->r->meta);
 	if (rc == 0 && (c->st->repaired || c->st->repair_removed))
-		rc = rfs_sync_commit_now(c->r->sync);
+		rc = replica_publish(c->r);
 	if (rc < 0) {
 		snprintf(c->err, c->errlen, "cannot publish the repair to the store's log: %s (nothing was changed)",
 			 strerror(-rc));
@@ -1127,7 +1140,7 @@ static int gc_check_heal(struct gc_ctx *g, struct gc_obj *ob)
 			store_fail(g->store, rc, g->err, g->errlen, "read pack", pv.key);
 			break;
 		}
-		struct heal h;
+		struct heal h = {0}; /* no xsum: reads check its SHA-256 */
 		memcpy(h.hash, e->hash, RFS_HASH_LEN);
 		snprintf(h.loc.pack, sizeof(h.loc.pack), "%s", pv.id);
 		h.loc.off = e->offset;
@@ -1250,7 +1263,7 @@ static int gc_publish(struct gc_ctx *g, uint64_t *retired_rows)
 	}
 	rc = rfs_meta_commit(g->r->meta);
 	if (rc == 0)
-		rc = rfs_sync_commit_now(g->r->sync);
+		rc = replica_publish(g->r);
 	if (rc == 0)
 		*retired_rows = rc_ctx.hashes.n;
 out:

@@ -54,7 +54,7 @@ static void format_round_trip(void)
 	struct rfs_buf b = {0};
 	if (CHECK_OK(rfs_store_get(f.s, "roamfs.json", 0, RFS_GET_TO_END, &b))) {
 		CHECK(rfs_buf_append(&b, "", 1) == 0);
-		CHECK_CONTAINS((char *)b.data, "\"roamfs\": 1");
+		CHECK_CONTAINS((char *)b.data, "\"roamfs\": 2");
 		CHECK_CONTAINS((char *)b.data, "\"compression\": \"lz4\"");
 		CHECK_CONTAINS((char *)b.data, "\"created\": \"");
 	}
@@ -129,6 +129,36 @@ static void format_unknown_version(void)
 	put_record(f.s, "{\"roamfs\": 0, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 4194304, "
 			"\"compression\": \"lz4\"}");
 	CHECK_ERR(rfs_format_read(f.s, &got, err, sizeof(err)), EPROTO);
+	teardown(&f);
+}
+
+/* A version-1 record is read (this roamfs understands version-1 workspaces) and upgraded in
+ * place: same uuid, block size, compression, meta store and creation time, version 2. */
+static void format_upgrade_from_v1(void)
+{
+	struct fixture f;
+	REQUIRE(setup(&f) == 0);
+	put_record(f.s, "{\"roamfs\": 1, \"uuid\": \"0123456789abcdef0123456789abcdef\", \"block_size\": 1048576, "
+			"\"compression\": \"none\", \"created\": \"2026-01-02T03:04:05Z\", \"meta\": \"file:///m\"}\n");
+	char err[1024] = "";
+	struct rfs_format got;
+	REQUIRE_OK(rfs_format_read(f.s, &got, err, sizeof(err)));
+	CHECK_EQ(got.version, 1);
+	CHECK_OK(rfs_format_upgrade(f.s, &got, err, sizeof(err)));
+	CHECK_EQ(got.version, RFS_FORMAT_VERSION);
+	struct rfs_format again;
+	if (CHECK_OK(rfs_format_read(f.s, &again, err, sizeof(err)))) {
+		CHECK_EQ(again.version, 2);
+		CHECK_STR(again.uuid, "0123456789abcdef0123456789abcdef");
+		CHECK_EQ(again.block_size, 1U << 20);
+		CHECK_EQ(again.compress, 0);
+		CHECK_STR(again.meta_url, "file:///m");
+		CHECK_STR(again.created, "2026-01-02T03:04:05Z");
+	}
+	/* a current record is left alone: no write */
+	REQUIRE_OK(rfs_store_delete(f.s, "roamfs.json"));
+	CHECK_OK(rfs_format_upgrade(f.s, &again, err, sizeof(err)));
+	CHECK_ERR(rfs_format_read(f.s, &got, err, sizeof(err)), ENOENT);
 	teardown(&f);
 }
 
@@ -214,6 +244,7 @@ int main(int argc, char **argv)
 	RUN(format_read_missing);
 	RUN(format_refuses_second_write);
 	RUN(format_unknown_version);
+	RUN(format_upgrade_from_v1);
 	RUN(format_damaged);
 	RUN(format_bad_block_size);
 	return check_done();

@@ -81,6 +81,8 @@ static int put_pack(struct ws *w, const uint8_t *data, uint32_t len, int64_t age
 	loc->slen = e.stored_len;
 	loc->rlen = e.raw_len;
 	loc->codec = e.codec;
+	loc->has_xsum = 1;
+	loc->xsum = e.xsum;
 	rfs_pack_free(&p);
 	return rc;
 }

@@ -1,4 +1,6 @@
 /* Unit tests for fs/meta.c: the SQLite metadata replica, its changesets and id ranges. */
+#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -544,6 +546,7 @@ static void meta_blocks(void)
 		CHECK_EQ(got.slen, l1.slen);
 		CHECK_EQ(got.rlen, l1.rlen);
 		CHECK_EQ(got.codec, l1.codec);
+		CHECK_EQ(got.has_xsum, 0); /* a row without one (fsck repairs, version-1 rows) */
 	}
 	CHECK_ERR(rfs_meta_block_get(a.m, h2, &got), ENOENT);
 	rfs_meta_unlock(a.m);
@@ -1050,6 +1053,151 @@ static int apply_plain(struct rfs_meta *m, const struct rfs_buf *cs)
 	return ok ? 0 : -1;
 }
 
+/* Executes sql on a raw SQLite database at path (no roamfs code). */
+static int raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open(path, &db) == SQLITE_OK && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	if (rc < 0)
+		fprintf(stderr, "  sqlite: %s\n", db ? sqlite3_errmsg(db) : "open failed");
+	sqlite3_close(db);
+	return rc;
+}
+
+/* The changeset of running sql (on `blocks` only) against a schema-1 blocks table holding row h1:
+ * what a version-1 roamfs recorded. *cs is sqlite3_malloc'd. */
+static int v1_changeset(const char *sql, int *n, void **cs)
+{
+	sqlite3 *db = NULL;
+	sqlite3_session *ses = NULL;
+	int rc = -1;
+	if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
+	    sqlite3_exec(db,
+			 "CREATE TABLE blocks(hash BLOB PRIMARY KEY, pack TEXT NOT NULL, off INT NOT NULL,"
+			 " slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL) WITHOUT ROWID;"
+			 "INSERT INTO blocks VALUES(x'01', 'p1', 0, 10, 10, 0);",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3session_create(db, "main", &ses) != SQLITE_OK || sqlite3session_attach(ses, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK || sqlite3session_changeset(ses, n, cs) != SQLITE_OK)
+		goto out;
+	rc = 0;
+out:
+	if (ses)
+		sqlite3session_delete(ses);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* A schema-1 database (blocks without xsum) is migrated at open: the column is added (NULL
+ * for the rows there), pending changesets recorded against the old table are widened so they
+ * still combine with new ones, and changesets of a version-1 host still apply. */
+static void meta_migrates_schema_1(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/v1.db", tmp_dir);
+	int n1 = 0, n2 = 0;
+	void *pend = NULL, *remote = NULL;
+	REQUIRE(v1_changeset("INSERT INTO blocks VALUES(x'02', 'p2', 5, 6, 6, 1);"
+			     "UPDATE blocks SET off=7 WHERE hash=x'01';",
+			     &n1, &pend) == 0);
+	REQUIRE(v1_changeset("INSERT INTO blocks VALUES(x'03', 'p3', 9, 9, 9, 0); DELETE FROM blocks WHERE hash=x'01';",
+			     &n2, &remote) == 0);
+	/* the schema-1 tables a version-1 roamfs left: the rows after its pending changeset */
+	char *hex = malloc((size_t)n1 * 2 + 1);
+	REQUIRE(hex);
+	rfs_hex(pend, (size_t)n1, hex);
+	char *sql =
+	    sqlite3_mprintf("CREATE TABLE blocks(hash BLOB PRIMARY KEY, pack TEXT NOT NULL, off INT NOT NULL,"
+			    " slen INT NOT NULL, rlen INT NOT NULL, codec INT NOT NULL) WITHOUT ROWID;"
+			    "INSERT INTO blocks VALUES(x'01', 'p1', 7, 10, 10, 0), (x'02', 'p2', 5, 6, 6, 1);"
+			    "CREATE TABLE pending(id INTEGER PRIMARY KEY AUTOINCREMENT, cs BLOB NOT NULL);"
+			    "CREATE TABLE local(key TEXT PRIMARY KEY, value); INSERT INTO local VALUES('schema', 1);"
+			    "INSERT INTO pending(cs) VALUES(x'%s');",
+			    hex);
+	free(hex);
+	REQUIRE(raw_exec(path, sql) == 0);
+	sqlite3_free(sql);
+
+	char err[512] = "";
+	struct rfs_meta *m = NULL;
+	if (!CHECK_OK(rfs_meta_open(path, &m, err, sizeof(err)))) {
+		fprintf(stderr, "  %s\n", err);
+		goto out;
+	}
+	int64_t ver = 0;
+	rfs_meta_lock(m);
+	CHECK_OK(rfs_meta_local_get_int(m, "schema", &ver));
+	CHECK_EQ(ver, 2);
+	rfs_meta_unlock(m);
+	/* a new row with an xsum, recorded next to the widened pending change */
+	uint8_t h[RFS_HASH_LEN] = {0x42};
+	struct rfs_block_loc loc;
+	struct rfs_block_loc nl = {.pack = "p4", .off = 1, .slen = 2, .rlen = 2, .has_xsum = 1, .xsum = 1ULL << 63 | 5};
+	CHECK_OK(rfs_meta_begin(m));
+	CHECK_OK(rfs_meta_block_put(m, h, &nl));
+	CHECK_OK(rfs_meta_commit(m));
+	rfs_meta_lock(m);
+	if (CHECK_OK(rfs_meta_block_get(m, h, &loc))) {
+		CHECK_EQ(loc.has_xsum, 1);
+		CHECK_EQ(loc.xsum, nl.xsum);
+	}
+	rfs_meta_unlock(m);
+	/* the old pending change and the new one combine (they would not without widening) */
+	struct rfs_buf cs = {0};
+	int64_t upto = 0;
+	collect_all(m, &cs, &upto);
+	CHECK_EQ(upto, 2);
+	/* a version-1 host's record applies to the widened table */
+	if (CHECK_OK(rfs_meta_begin_unrecorded(m))) {
+		CHECK_OK(rfs_meta_apply_changeset(m, remote, (size_t)n2));
+		CHECK_OK(rfs_meta_commit(m));
+	}
+	rfs_meta_close(m);
+	m = NULL;
+	/* what the rows are now, read with SQLite itself: x'01' deleted by the remote record, x'02'
+	 * from the pending change (xsum NULL), x'03' from the remote one, the new row with its xsum */
+	{
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+		char got[512] = "";
+		size_t used = 0;
+		if (sqlite3_open(path, &db) == SQLITE_OK &&
+		    sqlite3_prepare_v2(db,
+				       "SELECT hex(hash), pack, off, coalesce(xsum, 'null') FROM blocks ORDER BY hash",
+				       -1, &st, NULL) == SQLITE_OK)
+			while (sqlite3_step(st) == SQLITE_ROW && used < sizeof(got) - 80)
+				used += (size_t)snprintf(got + used, sizeof(got) - used, "%s %s %lld %s;",
+							 sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+							 (long long)sqlite3_column_int64(st, 2),
+							 sqlite3_column_text(st, 3));
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+		CHECK_STR(got,
+			  "02 p2 5 null;03 p3 9 null;42000000000000000000000000000000000000000000000000000000000000"
+			  "00 p4 1 -9223372036854775803;");
+	}
+	/* the combined pending changeset, replayed on a fresh schema-2 replica, gives the same rows
+	 * (x'01' is not there: its UPDATE finds nothing and is skipped as a conflict) */
+	{
+		struct db b;
+		if (db_open(&b, "b.db") == 0) {
+			CHECK_OK(apply_plain(b.m, &cs));
+			rfs_meta_lock(b.m);
+			if (CHECK_OK(rfs_meta_block_get(b.m, h, &loc)))
+				CHECK_EQ(loc.xsum, nl.xsum);
+			rfs_meta_unlock(b.m);
+			db_close(&b);
+		}
+	}
+	rfs_buf_free(&cs);
+out:
+	rfs_meta_close(m);
+	sqlite3_free(pend);
+	sqlite3_free(remote);
+	check_rmtree(tmp_dir);
+}
+
 struct conflict_list {
 	int n;
 	char what[512];
@@ -1338,6 +1486,7 @@ int main(int argc, char **argv)
 	check_init(argc, argv);
 	RUN(meta_open_fresh);
 	RUN(meta_open_refuses_unknown_schema);
+	RUN(meta_migrates_schema_1);
 	RUN(meta_attr_dentry_lookup);
 	RUN(meta_readdir_cookie_order);
 	RUN(meta_dir_is_empty);

@@ -210,7 +210,7 @@ static void pack_decode_every_block(void)
 					uint8_t *out = malloc(pe[i].raw_len ? pe[i].raw_len : 1);
 					memcpy(stored, p.buf.data + pe[i].offset, pe[i].stored_len);
 					CHECK_OK(rfs_pack_decode_block(stored, pe[i].stored_len, pe[i].codec,
-								       pe[i].raw_len, pe[i].hash, out));
+								       pe[i].raw_len, pe[i].hash, NULL, out));
 					CHECK_MEM(out, b[i].data, b[i].len);
 					free(stored);
 					free(out);
@@ -244,7 +244,8 @@ static void pack_decode_flipped_byte(void)
 		for (uint32_t pos = 0; pos < sl; pos += step) {
 			memcpy(stored, p.buf.data + ent[i].offset, sl);
 			stored[pos] ^= 0x10;
-			int rc = rfs_pack_decode_block(stored, sl, ent[i].codec, ent[i].raw_len, ent[i].hash, out);
+			int rc =
+			    rfs_pack_decode_block(stored, sl, ent[i].codec, ent[i].raw_len, ent[i].hash, NULL, out);
 			tried++;
 			/* A raw payload must fail. An LZ4 one may still decode to the very same bytes
 			 * (a match offset changed within a run of zeros); what must never happen is
@@ -269,7 +270,14 @@ static void pack_decode_flipped_byte(void)
 	wrong[31] ^= 1;
 	uint8_t *out = malloc(ent[0].raw_len);
 	CHECK_ERR(rfs_pack_decode_block(p.buf.data + ent[0].offset, ent[0].stored_len, ent[0].codec, ent[0].raw_len,
-					wrong, out),
+					wrong, NULL, out),
+		  EIO);
+	/* with the entry's xsum the check is the xsum: the right one passes, a wrong one fails */
+	CHECK_OK(rfs_pack_decode_block(p.buf.data + ent[0].offset, ent[0].stored_len, ent[0].codec, ent[0].raw_len,
+				       wrong, &ent[0].xsum, out));
+	uint64_t bad_xsum = ent[0].xsum ^ (1ULL << 63);
+	CHECK_ERR(rfs_pack_decode_block(p.buf.data + ent[0].offset, ent[0].stored_len, ent[0].codec, ent[0].raw_len,
+					ent[0].hash, &bad_xsum, out),
 		  EIO);
 	free(out);
 	rfs_pack_free(&p);
@@ -289,26 +297,35 @@ static void pack_decode_bad_lengths_and_codec(void)
 	REQUIRE(clen > 0 && clen < (int)sizeof(raw));
 
 	uint8_t *out = malloc(sizeof(raw) + 100);
-	CHECK_OK(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw), hash, out));
+	CHECK_OK(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw), hash, NULL, out));
 	CHECK_MEM(out, raw, sizeof(raw));
 	/* LZ4 with a raw_len that does not match what the payload decodes to */
-	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw) - 1, hash, out), EIO);
-	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw) + 100, hash, out), EIO);
-	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, 1, hash, out), EIO);
+	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw) - 1, hash, NULL, out), EIO);
+	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw) + 100, hash, NULL, out), EIO);
+	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, 1, hash, NULL, out), EIO);
 	/* a payload cut short */
-	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen - 1, RFS_CODEC_LZ4, sizeof(raw), hash, out), EIO);
+	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen - 1, RFS_CODEC_LZ4, sizeof(raw), hash, NULL, out), EIO);
 	/* raw with stored != raw length */
-	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw) - 1, RFS_CODEC_RAW, sizeof(raw), hash, out), EIO);
+	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw) - 1, RFS_CODEC_RAW, sizeof(raw), hash, NULL, out), EIO);
 	/* a raw payload verified in place: right bytes pass, one flipped bit or a short length fails */
-	CHECK_OK(rfs_pack_verify_block(raw, sizeof(raw), hash));
-	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw) - 1, hash), EIO);
+	CHECK_OK(rfs_pack_verify_block(raw, sizeof(raw), hash, NULL));
+	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw) - 1, hash, NULL), EIO);
 	raw[100] ^= 1;
-	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw), hash), EIO);
+	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw), hash, NULL), EIO);
 	raw[100] ^= 1;
+	/* the same with the fast check: the content's xsum passes; a flipped bit or a short length fails */
+	uint64_t xs = rfs_xsum(raw, sizeof(raw));
+	CHECK_OK(rfs_pack_verify_block(raw, sizeof(raw), hash, &xs));
+	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw) - 1, hash, &xs), EIO);
+	raw[4095] ^= 0x80;
+	CHECK_ERR(rfs_pack_verify_block(raw, sizeof(raw), hash, &xs), EIO);
+	raw[4095] ^= 0x80;
+	CHECK_OK(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw), hash, &xs, out));
+	CHECK_ERR(rfs_pack_decode_block(comp, (uint32_t)clen, RFS_CODEC_LZ4, sizeof(raw) - 1, hash, &xs, out), EIO);
 	/* unknown codec */
-	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw), 7, sizeof(raw), hash, out), EIO);
+	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw), 7, sizeof(raw), hash, NULL, out), EIO);
 	/* raw payload labelled LZ4 */
-	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw), RFS_CODEC_LZ4, sizeof(raw), hash, out), EIO);
+	CHECK_ERR(rfs_pack_decode_block(raw, sizeof(raw), RFS_CODEC_LZ4, sizeof(raw), hash, NULL, out), EIO);
 	free(out);
 }
 
