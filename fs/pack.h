@@ -2,7 +2,8 @@
  * pack.h - packs: immutable store objects holding many content-addressed blocks.
  *
  * Layout of a pack object:
- *     block payloads back to back (each LZ4-compressed when that saves space, else raw)
+ *     block payloads back to back (each LZ4-compressed when that saves space, else raw; a
+ *     block over 256 KiB is tried only when samples of it compress, see rfs_pack_add)
  *     trailer: count entries of { hash[32], u64 offset, u32 stored_len, u32 raw_len, u8 codec }
  *     footer:  u32 count, u32 reserved (0), "RFSPACK1"      (all integers little-endian)
  * The trailer lets `fsck` check a pack and lets metadata be rebuilt from the store alone.

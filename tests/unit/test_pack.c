@@ -157,6 +157,62 @@ static void pack_add_uncompressed(void)
 	pack_add_layout(0);
 }
 
+/* A big block is compressed only when samples of it compress: text is, random bytes are not
+ * (LZ4 over them would be wasted), and a block that starts with 64 KiB of noise but is mostly
+ * zeros is (the samples are spread over the block). Each decodes back. */
+static void pack_add_samples_big_blocks(void)
+{
+	const uint32_t len = 1u << 20;
+	uint8_t *text = malloc(len), *noise = malloc(len), *mixed = malloc(len);
+	REQUIRE(text && noise && mixed);
+	for (uint32_t i = 0; i < len; i++)
+		text[i] = (uint8_t)("def import(self):\n    return 42\n"[i % 32]);
+	rfs_random(noise, len);
+	memcpy(mixed, noise, 64 * 1024);
+	memset(mixed + 64 * 1024, 0, len - 64 * 1024);
+	const uint8_t *blocks[3] = {text, noise, mixed};
+	const uint8_t want[3] = {RFS_CODEC_LZ4, RFS_CODEC_RAW, RFS_CODEC_LZ4};
+	struct rfs_pack p;
+	rfs_pack_init(&p, 1);
+	for (int i = 0; i < 3; i++) {
+		uint8_t h[RFS_HASH_LEN];
+		rfs_sha256(blocks[i], len, h);
+		struct rfs_pack_entry e;
+		if (!CHECK_OK(rfs_pack_add(&p, h, blocks[i], len, &e)))
+			continue;
+		CHECK_EQ(e.codec, want[i]);
+		CHECK_EQ(e.xsum, rfs_xsum(blocks[i], len));
+		uint8_t *out = malloc(len);
+		if (out &&
+		    CHECK_OK(rfs_pack_decode_block(p.buf.data + e.offset, e.stored_len, e.codec, len, h, NULL, out)))
+			CHECK_MEM(out, blocks[i], len);
+		free(out);
+	}
+	/* the price of sampling: noise exactly where the four 16 KiB samples fall, zeros elsewhere
+	 * (the whole would compress) is stored raw */
+	memset(mixed, 0, len);
+	for (uint32_t i = 0; i < 4; i++)
+		memcpy(mixed + (len - 16384) / 3 * i, noise + 16384 * i, 16384);
+	{
+		uint8_t hs[RFS_HASH_LEN];
+		rfs_sha256(mixed, len, hs);
+		struct rfs_pack_entry es;
+		if (CHECK_OK(rfs_pack_add(&p, hs, mixed, len, &es)))
+			CHECK_EQ(es.codec, RFS_CODEC_RAW);
+	}
+	/* a small block is tried whole: 200 KiB of zeros after 64 KiB of noise compress */
+	memcpy(mixed, noise, 64 * 1024);
+	uint8_t h[RFS_HASH_LEN];
+	rfs_sha256(mixed, 200 * 1024, h);
+	struct rfs_pack_entry e;
+	if (CHECK_OK(rfs_pack_add(&p, h, mixed, 200 * 1024, &e)))
+		CHECK_EQ(e.codec, RFS_CODEC_LZ4);
+	rfs_pack_free(&p);
+	free(text);
+	free(noise);
+	free(mixed);
+}
+
 static void pack_trailer_round_trip(void)
 {
 	for (int compress = 0; compress <= 1; compress++) {
@@ -476,6 +532,7 @@ int main(int argc, char **argv)
 	RUN(pack_init_id_and_key);
 	RUN(pack_add_compressed);
 	RUN(pack_add_uncompressed);
+	RUN(pack_add_samples_big_blocks);
 	RUN(pack_trailer_round_trip);
 	RUN(pack_empty);
 	RUN(pack_decode_every_block);
