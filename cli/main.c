@@ -285,8 +285,8 @@ static int daemon_started(void *arg)
 }
 
 /* Forks the daemon. The parent waits for its readiness byte (ops.h) and exits 0 on 0, else 1;
- * until then the child keeps the terminal, so its errors (die) reach the user. Returns the
- * child's end of the pipe. */
+ * until then the child keeps the terminal and the process group, so its errors (die) reach
+ * the user and Ctrl-C during a long catch-up stops both. Returns the child's end of the pipe. */
 static int daemon_fork(void)
 {
 	int fds[2];
@@ -299,10 +299,16 @@ static int daemon_fork(void)
 		close(fds[1]);
 		char ok = 1;
 		ssize_t r = read(fds[0], &ok, 1);
-		_exit(r == 1 && ok == 0 ? 0 : 1);
+		if (r == 1 && ok == 0)
+			_exit(0);
+		int st = 0;
+		if (r == 0 && waitpid(pid, &st, 0) == pid && WIFSIGNALED(st))
+			fprintf(stderr,
+				"roamfs: error: the mount process died from signal %d (%s) before the mount was live\n",
+				WTERMSIG(st), strsignal(WTERMSIG(st)));
+		_exit(1);
 	}
 	close(fds[0]);
-	setsid();
 	return fds[1];
 }
 

@@ -299,7 +299,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		goto fail;
 	}
 	/* One daemon per cache dir: two would share the replica, the staging files and the host
-	 * id. The lock lives as long as the daemon (the fd survives the fork that daemonizes). */
+	 * id. The lock lives as long as the daemon (`roamfs mount` forks before this open). */
 	char lockp[PATH_MAX + 8];
 	snprintf(lockp, sizeof(lockp), "%s/lock", cfg->cache_dir);
 	fs->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -326,7 +326,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	snprintf(path, sizeof(path), "%s/meta.db", cfg->cache_dir);
 	if (access(path, F_OK) < 0) {
 		/* a new host: start from the newest checkpoint instead of replaying the whole log */
-		int64_t seq = rfs_snapshot_restore(fs->meta_store, path);
+		int64_t seq = rfs_snapshot_restore(fs->meta_store, path, fs->format.version);
 		if (seq < 0)
 			RFS_LOG(LOG_WARNING, "cannot read checkpoints (%s); replaying the whole log",
 				strerror((int)-seq));
@@ -375,6 +375,9 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		goto fail;
 	rfs_sync_set_checkpoints(fs->sync, fs->cfg.snapshot_every > 0 ? fs->cfg.snapshot_every : RFS_SNAPSHOT_EVERY,
 				 cfg->cache_dir);
+	/* before this host writes anything to the log store that an older roamfs would misread */
+	fs->format_guard = (struct rfs_format_guard){fs->store, &fs->format};
+	rfs_sync_set_publish_guard(fs->sync, rfs_format_guard, &fs->format_guard);
 	rc = rfs_sync_pull(fs->sync);
 	if (rc < 0) {
 		struct rfs_sync_stats ss;
@@ -407,10 +410,6 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 				fs->store->url, holder);
 			RFS_LOG(LOG_WARNING, "host %s holds the writer lease: read-only", holder);
 		}
-		/* before this host writes anything to the log that an older roamfs would misread */
-		rc = fs->cfg.read_only ? 0 : rfs_format_upgrade(fs->store, &fs->format, err, errlen);
-		if (rc < 0)
-			goto fail;
 		rc = 0;
 	}
 	rfs_meta_begin(fs->meta);

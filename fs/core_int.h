@@ -96,6 +96,7 @@ struct node {
 };
 
 struct rfs_fs {
+	struct rfs_format_guard format_guard; /* the sync module's publish guard (format.h) */
 	struct rfs_fs_config cfg;
 	char *cache_dir;
 	char staging_dir[PATH_MAX];

@@ -166,3 +166,13 @@ int rfs_format_upgrade(struct rfs_store *s, struct rfs_format *f, char *err, siz
 	f->version = RFS_FORMAT_VERSION;
 	return 0;
 }
+
+int rfs_format_guard(void *arg)
+{
+	struct rfs_format_guard *g = arg;
+	char err[1024];
+	int rc = rfs_format_upgrade(g->store, g->format, err, sizeof(err));
+	if (rc < 0)
+		RFS_LOG(LOG_ERR, "%s; nothing is written to the log until it can be upgraded", err);
+	return rc;
+}

@@ -42,5 +42,12 @@ int rfs_format_write(struct rfs_store *s, const struct rfs_format *f, int force,
 int rfs_format_read(struct rfs_store *s, struct rfs_format *f, char *err, size_t errlen);
 /* Rewrites an older record (as read into f) at RFS_FORMAT_VERSION; 0 when f is current. */
 int rfs_format_upgrade(struct rfs_store *s, struct rfs_format *f, char *err, size_t errlen);
+/* rfs_format_upgrade as a publish guard (sync/commit.h): arg is a struct rfs_format_guard;
+ * failures are logged. */
+struct rfs_format_guard {
+	struct rfs_store *store;
+	struct rfs_format *format;
+};
+int rfs_format_guard(void *arg);
 
 #endif

@@ -482,6 +482,7 @@ static const struct fuse_lowlevel_ops rfs_ll_ops = {
 static void report_ready(int ready_fd, int ok)
 {
 	if (ok) {
+		setsid(); /* only now: until the mount is live, Ctrl-C stops it with its parent */
 		if (chdir("/") < 0) {
 			/* keep going: the cwd only matters for relative paths, and we use none */
 		}

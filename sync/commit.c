@@ -53,9 +53,11 @@ struct rfs_sync {
 	int lease_mode;                       /* the store cannot refuse overwrites: single writer (set at mount) */
 	int have_lease;                       /* we are that writer */
 	int64_t lease_renewed_ms;
-	int64_t snap_every;        /* set before start */
-	char snap_tmp[1024];       /* set before start */
-	int64_t snap_checked;      /* sync thread: applied/snap_every at the last check */
+	int64_t snap_every;         /* set before start */
+	char snap_tmp[1024];        /* set before start */
+	int64_t snap_checked;       /* sync thread: applied/snap_every at the last check */
+	rfs_publish_guard_cb guard; /* commit_lock; NULL once it has passed */
+	void *guard_arg;
 	pthread_mutex_t hook_lock; /* held while calling touch_cb and while changing it */
 	rfs_touch_cb touch_cb;     /* protected by hook_lock */
 	void *touch_arg;           /* protected by hook_lock */
@@ -393,6 +395,25 @@ int rfs_sync_pull(struct rfs_sync *s)
  * while the record is being written wait for the next round, so a metadata storm costs one
  * record per round, not one per change). A lost slot is retried after the rebase. Caller
  * holds commit_lock. Returns 0 when everything that was pending at the call is published. */
+void rfs_sync_set_publish_guard(struct rfs_sync *s, rfs_publish_guard_cb cb, void *arg)
+{
+	pthread_mutex_lock(&s->commit_lock);
+	s->guard = cb;
+	s->guard_arg = arg;
+	pthread_mutex_unlock(&s->commit_lock);
+}
+
+/* Runs the publish guard before a first write to the log store. Caller holds commit_lock. */
+static int pass_guard(struct rfs_sync *s)
+{
+	if (!s->guard)
+		return 0;
+	int rc = s->guard(s->guard_arg);
+	if (rc == 0)
+		s->guard = NULL;
+	return rc;
+}
+
 static int commit_locked(struct rfs_sync *s)
 {
 	int rc;
@@ -401,6 +422,8 @@ static int commit_locked(struct rfs_sync *s)
 	rc = rfs_meta_pending_range(s->meta, &lo, &until);
 	rfs_meta_unlock(s->meta);
 	if (rc < 0 || until == 0)
+		return rc;
+	if ((rc = pass_guard(s)) < 0)
 		return rc;
 	for (int attempt = 0; attempt < 100; attempt++) {
 		if (attempt) {
@@ -607,7 +630,11 @@ int rfs_sync_store_head(struct rfs_sync *s, int64_t *head)
 	return 0;
 }
 
-#define SNAP_MAGIC "RFSSNAP1"
+/* RFSSNAP2: written by format-2 roamfs. A format-1 checkpoint in a format-2 workspace is not
+ * used: a format-1 daemon still running after the upgrade drops the 7-column blocks changes
+ * it applies, so its checkpoints may lack rows (the log is replayed instead, once). */
+#define SNAP_MAGIC "RFSSNAP2"
+#define SNAP_MAGIC_V1 "RFSSNAP1"
 
 void rfs_sync_set_checkpoints(struct rfs_sync *s, int64_t every, const char *tmp_dir)
 {
@@ -691,10 +718,15 @@ int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force)
 			return 0;
 		}
 	}
+	pthread_mutex_lock(&s->commit_lock);
+	int rc = pass_guard(s); /* a checkpoint carries this version's schema */
+	pthread_mutex_unlock(&s->commit_lock);
+	if (rc < 0)
+		return rc;
 	char path[1100];
 	snprintf(path, sizeof(path), "%s/checkpoint.db", s->snap_tmp);
 	int64_t seq = 0;
-	int rc = rfs_meta_export(s->meta, path, &seq);
+	rc = rfs_meta_export(s->meta, path, &seq);
 	if (rc < 0) {
 		unlink(path);
 		return rc == -EAGAIN ? 0 : rc; /* local changes pending: try at a later record */
@@ -738,7 +770,7 @@ int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force)
 	return seq;
 }
 
-int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path)
+int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path, int format_version)
 {
 	int64_t newest = newest_snapshot(store);
 	if (newest <= 0)
@@ -754,8 +786,16 @@ int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path)
 	unsigned long long raw = 0;
 	char magic[16] = "";
 	if (!nl || sscanf((const char *)b.data, "%15s %lld %llu", magic, &seq, &raw) != 3 ||
-	    strcmp(magic, SNAP_MAGIC) || seq != newest || raw > (4ULL << 30)) {
+	    (strcmp(magic, SNAP_MAGIC) && strcmp(magic, SNAP_MAGIC_V1)) || seq != newest || raw > (4ULL << 30)) {
 		RFS_LOG(LOG_ERR, "checkpoint %s is damaged; replaying the whole log instead", key);
+		rfs_buf_free(&b);
+		return 0;
+	}
+	if (!strcmp(magic, SNAP_MAGIC_V1) && format_version >= 2) {
+		RFS_LOG(LOG_NOTICE,
+			"checkpoint %s was written by a format-1 roamfs after the workspace became format 2; "
+			"replaying the whole log instead",
+			key);
 		rfs_buf_free(&b);
 		return 0;
 	}

@@ -69,6 +69,12 @@ void rfs_sync_get_stats(struct rfs_sync *s, struct rfs_sync_stats *st);
 /* Called by the sync thread, never with a lock held, for everything records from other
  * hosts changed (to invalidate the kernel's caches). Set before rfs_sync_start(). */
 void rfs_sync_set_touch_hook(struct rfs_sync *s, rfs_touch_cb cb, void *arg);
+/* Called under the commit lock before this host first writes to the log store (a record or
+ * a checkpoint); a non-zero return fails that write (retried later). Once it has returned 0 it
+ * is not called again. The workspace's format upgrade hangs here (format.h): every writer,
+ * read-only mounts that publish recovered changes included, upgrades before it writes. */
+typedef int (*rfs_publish_guard_cb)(void *arg);
+void rfs_sync_set_publish_guard(struct rfs_sync *s, rfs_publish_guard_cb cb, void *arg);
 /* Who this host is, for its heartbeat object hosts/<host-id> (written every
  * RFS_HEARTBEAT_MS by the sync thread, and at start and stop). */
 void rfs_sync_set_identity(struct rfs_sync *s, const char *hostname, const char *mountpoint);
@@ -82,8 +88,9 @@ void rfs_sync_set_checkpoints(struct rfs_sync *s, int64_t every, const char *tmp
 /* Writes a checkpoint now if possible. Returns its seq, 0 if none was due/possible, or -errno. */
 int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force);
 /* For a host with no local DB: fetches the newest checkpoint into db_path (a new file), so only
- * the log after it needs replaying. Returns its seq, 0 when the store has none, or -errno. */
-int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path);
+ * the log after it needs replaying. Returns its seq, 0 when the store has none (or none this
+ * workspace's format_version can trust: see SNAP_MAGIC), or -errno. */
+int64_t rfs_snapshot_restore(struct rfs_store *store, const char *db_path, int format_version);
 
 /* Capability probe at mount: does the store refuse a second conditional create of one key?
  * If not (s3rver, Huawei OBS, `conditional=none`), the workspace falls back to a single

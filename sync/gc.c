@@ -199,19 +199,6 @@ out:
 
 /* ---------- the private replica ---------- */
 
-/* Publishes the replica's committed changes to the log, first upgrading the workspace's
- * format record if it is older than the records written now (format.h). */
-static int replica_publish(struct rfs_replica *r)
-{
-	char err[512];
-	int rc = rfs_format_upgrade(r->store, &r->format, err, sizeof(err));
-	if (rc < 0) {
-		RFS_LOG(LOG_ERR, "%s", err);
-		return rc;
-	}
-	return rfs_sync_commit_now(r->sync);
-}
-
 int rfs_replica_open(struct rfs_store *store, const char *host_id, const char *work_dir, struct rfs_replica **out,
 		     char *err, size_t errlen)
 {
@@ -243,6 +230,9 @@ int rfs_replica_open(struct rfs_store *store, const char *host_id, const char *w
 		snprintf(err, errlen, "cannot start replaying the log: %s", strerror(-rc));
 		goto fail;
 	}
+	/* a repair or gc publishes records of this version: upgrade an older workspace first */
+	r->format_guard = (struct rfs_format_guard){store, &r->format};
+	rfs_sync_set_publish_guard(r->sync, rfs_format_guard, &r->format_guard);
 	rc = rfs_sync_pull(r->sync);
 	rfs_meta_lock(r->meta);
 	if (rfs_meta_local_get_int(r->meta, "applied_seq", &r->applied_seq) < 0)
@@ -391,7 +381,7 @@ static const struct rfs_pack_entry *pack_find(const struct pack_view *pv, const 
 /* Fetches and verifies one block of pv. 0: intact; -EIO: corrupt (why says how); else the
  * store's error. */
 static int pack_verify_block(struct rfs_store *st, struct pack_view *pv, const uint8_t *hash, uint64_t off,
-			     uint32_t slen, uint32_t rlen, uint8_t codec, const char **why)
+			     uint32_t slen, uint32_t rlen, uint8_t codec, const uint64_t *xsum, const char **why)
 {
 	if (off > pv->size || slen > pv->size - off) {
 		*why = "it lies beyond the end of the pack";
@@ -424,6 +414,10 @@ static int pack_verify_block(struct rfs_store *st, struct pack_view *pv, const u
 	}
 	if (rfs_pack_decode_block(p, slen, codec, rlen, hash, NULL, out) < 0) { /* the SHA-256: a deep check */
 		*why = "its bytes do not decode to its hash";
+		rc = -EIO;
+	} else if (xsum && rfs_xsum(out, rlen) != *xsum) {
+		/* intact bytes, but reads check the row's xsum: they would all fail */
+		*why = "its metadata row records a different checksum (xsum)";
 		rc = -EIO;
 	}
 	free(out);
@@ -570,7 +564,8 @@ static int fsck_pack(struct fsck_ctx *c)
 		if (c->o->quick)
 			continue;
 		const char *why = "";
-		rc = pack_verify_block(c->store, &pv, b->hash, l->off, l->slen, l->rlen, l->codec, &why);
+		rc = pack_verify_block(c->store, &pv, b->hash, l->off, l->slen, l->rlen, l->codec,
+				       rfs_block_loc_xsum(l), &why);
 		if (rc == 0) {
 			st->blocks_verified++;
 			continue;
@@ -785,7 +780,7 @@ static int fsck_repair(struct fsck_ctx *c)
 				continue; /* found already, or the damaged copy itself */
 			const char *why;
 			rc = pack_verify_block(c->store, &pv, e->hash, e->offset, e->stored_len, e->raw_len, e->codec,
-					       &why);
+					       NULL, &why);
 			if (rc == -EIO) {
 				rc = 0;
 				continue;
@@ -852,7 +847,7 @@ static int fsck_repair(struct fsck_ctx *c)
 	}
 	rc = rfs_meta_commit(c->r->meta);
 	if (rc == 0 && (c->st->repaired || c->st->repair_removed))
-		rc = replica_publish(c->r);
+		rc = rfs_sync_commit_now(c->r->sync);
 	if (rc < 0) {
 		snprintf(c->err, c->errlen, "cannot publish the repair to the store's log: %s (nothing was changed)",
 			 strerror(-rc));
@@ -1131,7 +1126,8 @@ static int gc_check_heal(struct gc_ctx *g, struct gc_obj *ob)
 		if (!vec_find(&g->unplaced, e->hash, RFS_HASH_LEN))
 			continue;
 		const char *why;
-		rc = pack_verify_block(g->store, &pv, e->hash, e->offset, e->stored_len, e->raw_len, e->codec, &why);
+		rc = pack_verify_block(g->store, &pv, e->hash, e->offset, e->stored_len, e->raw_len, e->codec, NULL,
+				       &why);
 		if (rc == -EIO) {
 			rc = 0;
 			continue;
@@ -1263,7 +1259,7 @@ static int gc_publish(struct gc_ctx *g, uint64_t *retired_rows)
 	}
 	rc = rfs_meta_commit(g->r->meta);
 	if (rc == 0)
-		rc = replica_publish(g->r);
+		rc = rfs_sync_commit_now(g->r->sync);
 	if (rc == 0)
 		*retired_rows = rc_ctx.hashes.n;
 out:

@@ -49,6 +49,7 @@
 struct rfs_replica {
 	struct rfs_store *store; /* not owned */
 	struct rfs_format format;
+	struct rfs_format_guard format_guard; /* the sync module's publish guard (format.h) */
 	struct rfs_meta *meta;
 	struct rfs_sync *sync;
 	char dir[PATH_MAX];  /* temporary directory holding meta.db; removed by close */

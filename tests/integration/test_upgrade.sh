@@ -3,7 +3,8 @@
 # (blocks rows carry an XXH3-64 xsum that reads check instead):
 #   - a host whose metadata database is schema 1 (blocks without xsum) and a store whose
 #     roamfs.json says version 1 mount; the database is migrated (column added, NULL for the old
-#     rows) and roamfs.json is rewritten as version 2 (same uuid) so older roamfs refuse it;
+#     rows), and before the first record this host writes roamfs.json is rewritten as version 2
+#     (same uuid) so older roamfs refuse it;
 #   - the old blocks, fetched again from the store, are verified by their SHA-256: right bytes,
 #     and a byte flipped in their pack is EIO, not wrong data;
 #   - blocks written after the upgrade carry an xsum, in this host's replica and in a new host's;
@@ -56,12 +57,14 @@ rm -rf "$(rfs_cache A)/blocks" "$(rfs_cache A)/ranges.idx" # fetch every block f
 
 rfs_mount A
 step "mounted: old files read back (blocks fetched again, checked by SHA-256); write a new file"
-grep -q '"roamfs": 2,' "$sd/roamfs.json" || fail "roamfs.json not upgraded: $(cat "$sd/roamfs.json")"
-grep -q "\"uuid\": \"$uuid\"" "$sd/roamfs.json" || fail "roamfs.json changed its uuid: $(cat "$sd/roamfs.json")"
 cmp "$WORK/old.bin" "$a/old.bin" || fail "old.bin reads differently after the upgrade"
 cmp "$WORK/old.txt" "$a/old.txt" || fail "old.txt reads differently after the upgrade"
 head -c 200000 /dev/urandom >"$WORK/new.bin"
 cp "$WORK/new.bin" "$a/new.bin"
+"$ROAMFS" sync "$a" --wait || fail "sync --wait failed"
+step "the first record this host wrote upgraded roamfs.json to version 2, same uuid"
+grep -q '"roamfs": 2,' "$sd/roamfs.json" || fail "roamfs.json not upgraded: $(cat "$sd/roamfs.json")"
+grep -q "\"uuid\": \"$uuid\"" "$sd/roamfs.json" || fail "roamfs.json changed its uuid: $(cat "$sd/roamfs.json")"
 # the daemon holds meta.db exclusively while mounted: look inside after the unmount
 rfs_umount A
 step "the database was migrated: schema 2, old rows without xsum, new.bin's with"

@@ -61,6 +61,8 @@ static void ws_close(struct ws *w)
 }
 
 /* Uploads a pack holding one block, created age_s seconds ago (by its id). */
+static uint64_t xsum_flip; /* XORed into the xsum put_pack records (a damaged row) */
+
 static int put_pack(struct ws *w, const uint8_t *data, uint32_t len, int64_t age_s, struct rfs_block_loc *loc,
 		    uint8_t hash[RFS_HASH_LEN])
 {
@@ -82,7 +84,7 @@ static int put_pack(struct ws *w, const uint8_t *data, uint32_t len, int64_t age
 	loc->rlen = e.raw_len;
 	loc->codec = e.codec;
 	loc->has_xsum = 1;
-	loc->xsum = e.xsum;
+	loc->xsum = e.xsum ^ xsum_flip;
 	rfs_pack_free(&p);
 	return rc;
 }
@@ -262,6 +264,33 @@ static void fsck_clean_store(void)
 		CHECK_EQ(st.orphans, 0);
 		CHECK_EQ(st.log_records, 3);
 		CHECK_STR(ns.text, "");
+	}
+	ws_close(&w);
+}
+
+/* A row whose xsum does not match its (intact) block: every read of it fails, so fsck says so,
+ * although the bytes match the block's SHA-256. */
+static void fsck_checks_the_rows_xsum(void)
+{
+	struct ws w;
+	uint8_t a[70000], b[5000];
+	fill(a, sizeof(a));
+	fill(b, sizeof(b));
+	if (ws_open(&w) == 0) {
+		REQUIRE(ws_file(&w, RFS_ROOT_INO, "good", a, sizeof(a), 0, 1, NULL));
+		xsum_flip = 1ULL << 40;
+		uint64_t ib = ws_file(&w, RFS_ROOT_INO, "bad-row", b, sizeof(b), 0, 1, NULL);
+		xsum_flip = 0;
+		REQUIRE(ib);
+		struct rfs_fsck_stats st;
+		struct notes ns;
+		CHECK_OK(run_fsck(&w, 0, &st, &ns));
+		CHECK_EQ(st.blocks_verified, 1);
+		CHECK_EQ(st.blocks_bad, 1);
+		CHECK_EQ(st.files_lost, 1);
+		CHECK_CONTAINS(ns.text, "different checksum (xsum)");
+		CHECK_CONTAINS(ns.text, "/bad-row");
+		CHECK(!strstr(ns.text, "/good"));
 	}
 	ws_close(&w);
 }
@@ -621,6 +650,7 @@ int main(int argc, char **argv)
 {
 	check_init(argc, argv);
 	RUN(fsck_clean_store);
+	RUN(fsck_checks_the_rows_xsum);
 	RUN(fsck_missing_and_corrupt_packs_name_the_files);
 	RUN(fsck_orphans_and_foreign_objects_are_info);
 	RUN(fsck_repair_repoints_to_a_copy_and_removes_lost_records);
