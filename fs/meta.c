@@ -151,12 +151,28 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BLOCK_DEL] = "DELETE FROM blocks WHERE hash=?",
 };
 
+#define NSHARED (sizeof(shared_tables) / sizeof(shared_tables[0]))
+#define REC_MAX_COLS 16
+
+/* A shared table as changesets describe it: column count and primary-key flags (the "pk"
+ * column of PRAGMA table_xinfo, as SQLite's session extension writes them). */
+struct rec_table {
+	int ncol;
+	uint8_t pk[REC_MAX_COLS];
+};
+
 struct rfs_meta {
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	/* below: protected by lock */
 	sqlite3_stmt *stmts[S_COUNT];
-	sqlite3_session *session; /* non-NULL inside rfs_meta_begin/commit */
+	/* The changeset recorder (see "changeset recorder" below): on inside rfs_meta_begin/commit
+	 * and while a rebase re-applies local changes. */
+	int recording;
+	int rec_failed;     /* a change could not be recorded: the transaction must not commit */
+	int rec_table;      /* index of the table whose header was written last, -1: none */
+	struct rfs_buf rec; /* the changeset so far */
+	struct rec_table tables[NSHARED];
 	uint64_t next_id, range_end;
 };
 
@@ -208,6 +224,9 @@ static int exec(struct rfs_meta *m, const char *sql)
 }
 
 static int migrate_v1(struct rfs_meta *m);
+static int rec_load_tables(struct rfs_meta *m);
+static void rec_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char *ztab, sqlite3_int64 key1,
+		     sqlite3_int64 key2);
 
 int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t errlen)
 {
@@ -234,8 +253,11 @@ int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t err
 	}
 	int64_t ver = 0;
 	if (rfs_meta_local_get_int(m, "schema", &ver) == 0 && ver == 1 && (rc = migrate_v1(m)) < 0) {
-		snprintf(err, errlen, "cannot upgrade metadata database '%s' to schema %d: %s", path,
-			 META_SCHEMA_VERSION, sqlite3_errmsg(m->db));
+		snprintf(err, errlen,
+			 "cannot upgrade metadata database '%s' to schema %d: %s (see roamfs.log; removing it "
+			 "rebuilds it from the store, losing changes not yet uploaded)",
+			 path, META_SCHEMA_VERSION,
+			 rc == -EIO ? "a pending change is damaged or SQLite failed" : strerror(-rc));
 		goto fail;
 	} else if (ver == 1) {
 		ver = META_SCHEMA_VERSION;
@@ -268,6 +290,12 @@ int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t err
 		m->next_id = (uint64_t)v;
 	if (rfs_meta_local_get_int(m, "range_end", &v) == 0)
 		m->range_end = (uint64_t)v;
+	if (rec_load_tables(m) < 0) {
+		snprintf(err, errlen, "metadata database '%s' does not have the tables this roamfs expects", path);
+		rc = -EPROTO;
+		goto fail;
+	}
+	sqlite3_preupdate_hook(m->db, rec_hook, m);
 	*out = m;
 	return 0;
 fail:
@@ -281,8 +309,7 @@ void rfs_meta_close(struct rfs_meta *m)
 		return;
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(m->stmts[i]);
-	if (m->session)
-		sqlite3session_delete(m->session);
+	rfs_buf_free(&m->rec);
 	sqlite3_close(m->db);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -298,13 +325,233 @@ void rfs_meta_unlock(struct rfs_meta *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static int table_filter(void *ctx, const char *table)
+/* ---------- changeset recorder ----------
+ *
+ * Every recorded transaction leaves its changeset in `pending`. SQLite's session extension
+ * made them, but a new session per transaction re-read each touched table's schema (PRAGMA
+ * table_xinfo) and prepared a SELECT per table to build the changeset: ~9% of the daemon's
+ * CPU when copying many small files. The recorder writes the same format itself from the
+ * pre-update hook (SQLite's changeset format: a table header 'T', the column count, one
+ * primary-key byte per column, the name; then per change the op, an "indirect" byte and the
+ * old and/or new values), with the table layouts read once at open.
+ * It does not merge changes to one row within a transaction (an INSERT then an UPDATE are two
+ * records, for example): sqlite3changegroup merges them when pending changesets are combined
+ * for a log record (rfs_meta_pending_collect), which is the only way `pending` is read.
+ * What it records: INSERT with every new value; DELETE with every old value; UPDATE with the
+ * primary key and the old values of changed columns, and the new values of changed columns
+ * (others "undefined"), or nothing when no column changed; an UPDATE that changes the primary
+ * key as a DELETE and an INSERT - what the session extension records. */
+
+static int shared_index(const char *table)
 {
-	(void)ctx;
-	for (size_t i = 0; i < sizeof(shared_tables) / sizeof(shared_tables[0]); i++)
+	for (size_t i = 0; i < NSHARED; i++)
 		if (!strcmp(table, shared_tables[i]))
-			return 1;
+			return (int)i;
+	return -1;
+}
+
+/* Reads the layout of every shared table (after any migration). */
+static int rec_load_tables(struct rfs_meta *m)
+{
+	for (size_t t = 0; t < NSHARED; t++) {
+		char sql[96];
+		snprintf(sql, sizeof(sql), "PRAGMA table_xinfo(%s)", shared_tables[t]);
+		sqlite3_stmt *s;
+		if (sqlite3_prepare_v2(m->db, sql, -1, &s, NULL) != SQLITE_OK)
+			return -EIO;
+		int n = 0, r;
+		while ((r = sqlite3_step(s)) == SQLITE_ROW && n < REC_MAX_COLS)
+			m->tables[t].pk[n++] = (uint8_t)sqlite3_column_int(s, 5);
+		sqlite3_finalize(s);
+		if (n == 0 || r != SQLITE_DONE)
+			return -EIO; /* no such table, or wider than we record */
+		m->tables[t].ncol = n;
+	}
 	return 0;
+}
+
+static void rec_varint(struct rfs_buf *b, uint64_t v, int *err)
+{
+	uint8_t tmp[10];
+	int n = 0;
+	if (v & ((uint64_t)0xff000000 << 32)) { /* SQLite's varint: the ninth byte carries 8 bits */
+		tmp[8] = (uint8_t)v;
+		v >>= 8;
+		for (int i = 7; i >= 0; i--) {
+			tmp[i] = (uint8_t)((v & 0x7f) | 0x80);
+			v >>= 7;
+		}
+		n = 9;
+	} else {
+		uint8_t rev[10];
+		int k = 0;
+		do {
+			rev[k++] = (uint8_t)((v & 0x7f) | 0x80);
+			v >>= 7;
+		} while (v);
+		rev[0] &= 0x7f;
+		for (int i = 0; i < k; i++)
+			tmp[i] = rev[k - 1 - i];
+		n = k;
+	}
+	if (rfs_buf_append(b, tmp, (size_t)n) < 0)
+		*err = 1;
+}
+
+/* One value: type byte, then 8 big-endian bytes (integer, real) or a varint length and the
+ * bytes (text, blob), or nothing (NULL). */
+static void rec_value(struct rfs_buf *b, sqlite3_value *v, int *err)
+{
+	int type = v ? sqlite3_value_type(v) : SQLITE_NULL;
+	uint8_t t = type == SQLITE_INTEGER ? 1
+		    : type == SQLITE_FLOAT ? 2
+		    : type == SQLITE_TEXT  ? 3
+		    : type == SQLITE_BLOB  ? 4
+					   : 5;
+	if (rfs_buf_append(b, &t, 1) < 0) {
+		*err = 1;
+		return;
+	}
+	if (t == 1 || t == 2) {
+		uint64_t x;
+		if (t == 1) {
+			x = (uint64_t)sqlite3_value_int64(v);
+		} else {
+			double d = sqlite3_value_double(v);
+			memcpy(&x, &d, 8);
+		}
+		uint8_t be[8];
+		for (int i = 0; i < 8; i++)
+			be[i] = (uint8_t)(x >> (56 - 8 * i));
+		if (rfs_buf_append(b, be, 8) < 0)
+			*err = 1;
+	} else if (t == 3 || t == 4) {
+		const void *p = t == 3 ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
+		int n = sqlite3_value_bytes(v);
+		rec_varint(b, (uint64_t)n, err);
+		if (n > 0 && rfs_buf_append(b, p, (size_t)n) < 0)
+			*err = 1;
+	}
+}
+
+static int rec_equal(sqlite3_value *a, sqlite3_value *b)
+{
+	int ta = sqlite3_value_type(a), tb = sqlite3_value_type(b);
+	if (ta != tb)
+		return 0;
+	switch (ta) {
+	case SQLITE_INTEGER:
+		return sqlite3_value_int64(a) == sqlite3_value_int64(b);
+	case SQLITE_FLOAT: {
+		double x = sqlite3_value_double(a), y = sqlite3_value_double(b);
+		return !memcmp(&x, &y, sizeof(x));
+	}
+	case SQLITE_NULL:
+		return 1;
+	default: {
+		const void *pa = ta == SQLITE_TEXT ? (const void *)sqlite3_value_text(a) : sqlite3_value_blob(a);
+		int na = sqlite3_value_bytes(a);
+		const void *pb = tb == SQLITE_TEXT ? (const void *)sqlite3_value_text(b) : sqlite3_value_blob(b);
+		int nb = sqlite3_value_bytes(b);
+		return na == nb && (na == 0 || !memcmp(pa, pb, (size_t)na));
+	}
+	}
+}
+
+/* One change of a row: op (SQLITE_INSERT/DELETE/UPDATE) with the old and/or new record. For
+ * UPDATE, changed[] says which columns differ. */
+static void rec_change(struct rfs_meta *m, int t, int op, int depth, const uint8_t *changed)
+{
+	const struct rec_table *T = &m->tables[t];
+	struct rfs_buf *b = &m->rec;
+	int err = 0;
+	if (m->rec_table != t) {
+		uint8_t h = 'T';
+		err |= rfs_buf_append(b, &h, 1) < 0;
+		rec_varint(b, (uint64_t)T->ncol, &err);
+		err |= rfs_buf_append(b, T->pk, (size_t)T->ncol) < 0;
+		err |= rfs_buf_append(b, shared_tables[t], strlen(shared_tables[t]) + 1) < 0;
+		m->rec_table = t;
+	}
+	uint8_t hdr[2] = {(uint8_t)op, depth > 0};
+	err |= rfs_buf_append(b, hdr, 2) < 0;
+	static const uint8_t undefined = 0;
+	for (int rec = 0; rec < 2 && !err; rec++) {
+		int old = rec == 0;
+		if (old ? op == SQLITE_INSERT : op == SQLITE_DELETE)
+			continue;
+		for (int i = 0; i < T->ncol && !err; i++) {
+			int with = op != SQLITE_UPDATE || (old ? (T->pk[i] || changed[i]) : (!T->pk[i] && changed[i]));
+			if (!with) {
+				err |= rfs_buf_append(b, &undefined, 1) < 0;
+				continue;
+			}
+			sqlite3_value *v = NULL;
+			if ((old ? sqlite3_preupdate_old(m->db, i, &v) : sqlite3_preupdate_new(m->db, i, &v)) !=
+			    SQLITE_OK)
+				err = 1;
+			else
+				rec_value(b, v, &err);
+		}
+	}
+	if (err)
+		m->rec_failed = 1;
+}
+
+static void rec_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char *ztab, sqlite3_int64 key1,
+		     sqlite3_int64 key2)
+{
+	struct rfs_meta *m = ctx;
+	if (!m->recording || strcmp(zdb, "main"))
+		return;
+	int t = shared_index(ztab);
+	if (t < 0)
+		return;
+	const struct rec_table *T = &m->tables[t];
+	int depth = sqlite3_preupdate_depth(db);
+	if (sqlite3_preupdate_count(db) != T->ncol) {
+		m->rec_failed = 1; /* the table changed shape under us */
+		return;
+	}
+	if (op != SQLITE_UPDATE) {
+		rec_change(m, t, op, depth, NULL);
+		return;
+	}
+	uint8_t changed[REC_MAX_COLS] = {0};
+	int any = 0, key_changed = key1 != key2;
+	for (int i = 0; i < T->ncol; i++) {
+		sqlite3_value *a, *b;
+		if (sqlite3_preupdate_old(db, i, &a) != SQLITE_OK || sqlite3_preupdate_new(db, i, &b) != SQLITE_OK) {
+			m->rec_failed = 1;
+			return;
+		}
+		changed[i] = !rec_equal(a, b);
+		any |= changed[i];
+		if (T->pk[i] && changed[i])
+			key_changed = 1;
+	}
+	if (key_changed) {
+		rec_change(m, t, SQLITE_DELETE, depth, NULL);
+		rec_change(m, t, SQLITE_INSERT, depth, NULL);
+	} else if (any) {
+		rec_change(m, t, SQLITE_UPDATE, depth, changed);
+	}
+}
+
+static void rec_start(struct rfs_meta *m)
+{
+	m->recording = 1;
+	m->rec_failed = 0;
+	m->rec_table = -1;
+	m->rec.len = 0;
+}
+
+static void rec_stop(struct rfs_meta *m)
+{
+	m->recording = 0;
+	m->rec.len = 0;
+	if (m->rec.cap > (4u << 20)) /* a huge transaction: do not keep its buffer */
+		rfs_buf_free(&m->rec);
 }
 
 int rfs_meta_begin(struct rfs_meta *m)
@@ -314,13 +561,7 @@ int rfs_meta_begin(struct rfs_meta *m)
 		pthread_mutex_unlock(&m->lock);
 		return -EIO;
 	}
-	if (sqlite3session_create(m->db, "main", &m->session) != SQLITE_OK) {
-		exec(m, "ROLLBACK");
-		pthread_mutex_unlock(&m->lock);
-		return -ENOMEM;
-	}
-	sqlite3session_table_filter(m->session, table_filter, NULL);
-	sqlite3session_attach(m->session, NULL);
+	rec_start(m);
 	return 0;
 }
 
@@ -337,28 +578,25 @@ int rfs_meta_begin_unrecorded(struct rfs_meta *m)
 int rfs_meta_commit(struct rfs_meta *m)
 {
 	int rc = 0;
-	int n = 0;
-	void *cs = NULL;
-	if (m->session && sqlite3session_changeset(m->session, &n, &cs) != SQLITE_OK) {
-		rc = sql_fail(m, "recording the changeset");
+	if (m->recording && m->rec_failed) {
+		RFS_LOG(LOG_ERR, "metadata database: a change could not be recorded (out of memory?); "
+				 "the operation is undone");
+		rc = -ENOMEM;
 		goto rollback;
 	}
-	if (n > 0) {
+	if (m->recording && m->rec.len) {
+		m->recording = 0; /* the pending row itself is not a shared change */
 		sqlite3_stmt *s = stmt(m, S_PENDING_ADD);
 		if (!s) {
 			rc = -EIO;
 			goto rollback;
 		}
-		sqlite3_bind_blob(s, 1, cs, n, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 1, m->rec.data, (int)m->rec.len, SQLITE_STATIC);
 		rc = run(m, s, "saving a pending change");
 		if (rc < 0)
 			goto rollback;
 	}
-	sqlite3_free(cs);
-	cs = NULL;
-	if (m->session)
-		sqlite3session_delete(m->session);
-	m->session = NULL;
+	rec_stop(m);
 	if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		rc = sql_fail(m, "COMMIT");
 		if (!sqlite3_get_autocommit(m->db))
@@ -367,17 +605,13 @@ int rfs_meta_commit(struct rfs_meta *m)
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 rollback:
-	sqlite3_free(cs);
 	rfs_meta_rollback(m);
 	return rc;
 }
 
 void rfs_meta_rollback(struct rfs_meta *m)
 {
-	if (m->session) {
-		sqlite3session_delete(m->session);
-		m->session = NULL;
-	}
+	rec_stop(m);
 	exec(m, "ROLLBACK");
 	/* the id allocator may have advanced inside the rolled-back transaction: reload */
 	int64_t v;
@@ -1425,8 +1659,8 @@ int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const 
 	struct rfs_buf local = {0};
 	struct parents par = {0};
 	struct rebase_ctx rc_ctx = {0};
-	void *inv = NULL, *rebased = NULL;
-	int ninv = 0, nrebased = 0, rc;
+	void *inv = NULL;
+	int ninv = 0, rc;
 	int64_t upto = 0, count = 0;
 
 	if (rfs_meta_changeset_check(cs, len) < 0) {
@@ -1456,12 +1690,7 @@ int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const 
 	}
 	if (local.len) {
 		/* 3. our changes again, recorded afresh */
-		if (sqlite3session_create(m->db, "main", &m->session) != SQLITE_OK) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		sqlite3session_table_filter(m->session, table_filter, NULL);
-		sqlite3session_attach(m->session, NULL);
+		rec_start(m);
 		if (sqlite3changeset_apply(m->db, (int)local.len, local.data, NULL, rebase_conflict, &rc_ctx) !=
 		    SQLITE_OK) {
 			rc = sql_fail(m, "re-applying local changes");
@@ -1505,30 +1734,28 @@ int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const 
 	if (rc < 0)
 		goto out;
 	if (local.len) {
-		if (sqlite3session_changeset(m->session, &nrebased, &rebased) != SQLITE_OK) {
-			rc = sql_fail(m, "recording rebased changes");
+		m->recording = 0;
+		if (m->rec_failed) {
+			RFS_LOG(LOG_ERR, "metadata database: the rebased local changes could not be recorded");
+			rc = -ENOMEM;
 			goto out;
 		}
 		rc = rfs_meta_pending_delete_upto(m, upto);
-		if (rc == 0 && nrebased > 0) {
+		if (rc == 0 && m->rec.len > 0) {
 			sqlite3_stmt *s = stmt(m, S_PENDING_ADD);
 			if (!s) {
 				rc = -EIO;
 				goto out;
 			}
-			sqlite3_bind_blob(s, 1, rebased, nrebased, SQLITE_STATIC);
+			sqlite3_bind_blob(s, 1, m->rec.data, (int)m->rec.len, SQLITE_STATIC);
 			rc = run(m, s, "saving rebased changes");
 		}
 	}
 	if (rc == 0)
 		rc = (int)rc_ctx.nd;
 out:
-	if (m->session) {
-		sqlite3session_delete(m->session);
-		m->session = NULL;
-	}
+	rec_stop(m);
 	sqlite3_free(inv);
-	sqlite3_free(rebased);
 	rfs_buf_free(&local);
 	free(par.v);
 	free(rc_ctx.d);
