@@ -180,6 +180,12 @@ static int sql_fail(struct rfs_meta *m, const char *what)
 {
 	RFS_LOG(LOG_ERR, "metadata database: %s failed: %s", what, sqlite3_errmsg(m->db));
 	int ec = sqlite3_errcode(m->db);
+	/* A statement that fails after changing rows is undone by SQLite, but the recorder has
+	 * recorded those rows: the transaction must not commit them (rfs_meta_commit refuses).
+	 * A constraint failure is exempt: our writes that can hit one change a single row, and
+	 * SQLite checks constraints before the pre-update hook fires. */
+	if (m->recording && (ec & 0xff) != SQLITE_CONSTRAINT)
+		m->rec_failed = 1;
 	if (ec == SQLITE_FULL)
 		return -ENOSPC;
 	if (ec == SQLITE_CONSTRAINT)
@@ -218,6 +224,8 @@ static int exec(struct rfs_meta *m, const char *sql)
 	if (sqlite3_exec(m->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		RFS_LOG(LOG_ERR, "metadata database: '%s' failed: %s", sql, msg ? msg : "?");
 		sqlite3_free(msg);
+		if (m->recording)
+			m->rec_failed = 1; /* as in sql_fail */
 		return -EIO;
 	}
 	return 0;
@@ -313,6 +321,11 @@ void rfs_meta_close(struct rfs_meta *m)
 	sqlite3_close(m->db);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
+}
+
+void rfs_meta_test_progress(struct rfs_meta *m, int every, int (*cb)(void *), void *arg)
+{
+	sqlite3_progress_handler(m->db, every, cb, arg);
 }
 
 void rfs_meta_lock(struct rfs_meta *m)
@@ -538,6 +551,8 @@ static void rec_hook(void *ctx, sqlite3 *db, int op, const char *zdb, const char
 	}
 }
 
+/* The pre-update hook is one slot per connection: sqlite3session_create() on m->db would take
+ * it (and treat the rfs_meta as a session). Nothing in roamfs uses sessions on m->db. */
 static void rec_start(struct rfs_meta *m)
 {
 	m->recording = 1;
@@ -578,10 +593,18 @@ int rfs_meta_begin_unrecorded(struct rfs_meta *m)
 int rfs_meta_commit(struct rfs_meta *m)
 {
 	int rc = 0;
+	if (sqlite3_get_autocommit(m->db)) {
+		/* SQLite rolled the transaction back itself (an I/O error, a full disk, an
+		 * interrupt): nothing to commit, and nothing of it may reach `pending` */
+		RFS_LOG(LOG_ERR, "metadata database: the transaction was rolled back by SQLite; the "
+				 "operation is undone");
+		rc = -EIO;
+		goto rollback;
+	}
 	if (m->recording && m->rec_failed) {
-		RFS_LOG(LOG_ERR, "metadata database: a change could not be recorded (out of memory?); "
-				 "the operation is undone");
-		rc = -ENOMEM;
+		RFS_LOG(LOG_ERR, "metadata database: a statement of this operation failed or a change "
+				 "could not be recorded; the operation is undone");
+		rc = -EIO;
 		goto rollback;
 	}
 	if (m->recording && m->rec.len) {
@@ -612,7 +635,8 @@ rollback:
 void rfs_meta_rollback(struct rfs_meta *m)
 {
 	rec_stop(m);
-	exec(m, "ROLLBACK");
+	if (!sqlite3_get_autocommit(m->db)) /* SQLite may have rolled it back already */
+		exec(m, "ROLLBACK");
 	/* the id allocator may have advanced inside the rolled-back transaction: reload */
 	int64_t v;
 	if (rfs_meta_local_get_int(m, "next_id", &v) == 0)
@@ -1735,9 +1759,9 @@ int rfs_meta_apply_remote(struct rfs_meta *m, const void *cs, size_t len, const 
 		goto out;
 	if (local.len) {
 		m->recording = 0;
-		if (m->rec_failed) {
+		if (m->rec_failed || sqlite3_get_autocommit(m->db)) {
 			RFS_LOG(LOG_ERR, "metadata database: the rebased local changes could not be recorded");
-			rc = -ENOMEM;
+			rc = -EIO;
 			goto out;
 		}
 		rc = rfs_meta_pending_delete_upto(m, upto);

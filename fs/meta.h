@@ -62,6 +62,9 @@ static inline const uint64_t *rfs_block_loc_xsum(const struct rfs_block_loc *loc
 }
 
 int rfs_meta_open(const char *path, struct rfs_meta **out, char *err, size_t errlen);
+/* Fault injection for tests only: SQLite's progress handler on the replica's connection (a
+ * non-zero return from cb interrupts the running statement). cb NULL removes it. */
+void rfs_meta_test_progress(struct rfs_meta *m, int every, int (*cb)(void *), void *arg);
 void rfs_meta_close(struct rfs_meta *m);
 /* The daemon owns its replica (fsck and gc build their own): take SQLite's file lock once
  * instead of with fcntl() calls on every transaction. Other connections then cannot open it. */

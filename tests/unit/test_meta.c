@@ -1325,6 +1325,68 @@ out:
 	check_rmtree(tmp_dir);
 }
 
+static int interrupt_after(void *arg)
+{
+	return ++*(int *)arg > 3;
+}
+
+/* A statement that fails after changing some rows is undone by SQLite; the recorder had
+ * recorded those rows, so the operation must not commit, and nothing of it may reach
+ * `pending` (other hosts would apply changes this host does not have). Also when the caller
+ * ignores the failure and commits. */
+static void meta_failed_statement_is_not_published(void)
+{
+	REQUIRE(fresh_dir() == 0);
+	struct db a;
+	if (db_open(&a, "a.db") < 0)
+		goto out;
+	struct rfs_attr at = mk_attr(100, S_IFREG | 0644, 200 * 4096, 5);
+	uint8_t h[RFS_HASH_LEN] = {1};
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_put_attr(a.m, &at));
+	for (int i = 0; i < 200; i++)
+		CHECK_OK(rfs_meta_bmap_set(a.m, 100, (uint64_t)i, h));
+	CHECK_OK(rfs_meta_commit(a.m));
+	struct rfs_buf cs = {0};
+	int64_t upto = 0, n = -1;
+	collect_all(a.m, &cs, &upto);
+	rfs_buf_free(&cs);
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_pending_delete_upto(a.m, upto));
+	rfs_meta_unlock(a.m);
+
+	CHECK_OK(rfs_meta_begin(a.m));
+	at.mtime = 99;
+	CHECK_OK(rfs_meta_put_attr(a.m, &at));
+	int calls = 0;
+	rfs_meta_test_progress(a.m, 20, interrupt_after, &calls);
+	int r = rfs_meta_bmap_truncate(a.m, 100, 0); /* deletes some rows, then is interrupted */
+	rfs_meta_test_progress(a.m, 0, NULL, NULL);
+	CHECK(r < 0);
+	CHECK(rfs_meta_commit(a.m) < 0); /* the caller ignored the failure: commit refuses */
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_pending_count(a.m, &n));
+	CHECK_EQ(n, 0);
+	struct rfs_attr got;
+	if (CHECK_OK(rfs_meta_get_attr(a.m, 100, &got)))
+		CHECK_EQ(got.mtime, 6); /* the put_attr was undone too (mk_attr: t + 1) */
+	uint8_t hh[RFS_HASH_LEN];
+	CHECK_OK(rfs_meta_bmap_get(a.m, 100, 0, hh));
+	CHECK_OK(rfs_meta_bmap_get(a.m, 100, 199, hh));
+	rfs_meta_unlock(a.m);
+	/* and the next operation records normally */
+	CHECK_OK(rfs_meta_begin(a.m));
+	CHECK_OK(rfs_meta_bmap_del(a.m, 100, 7));
+	CHECK_OK(rfs_meta_commit(a.m));
+	rfs_meta_lock(a.m);
+	CHECK_OK(rfs_meta_pending_count(a.m, &n));
+	rfs_meta_unlock(a.m);
+	CHECK_EQ(n, 1);
+	db_close(&a);
+out:
+	check_rmtree(tmp_dir);
+}
+
 struct conflict_list {
 	int n;
 	char what[512];
@@ -1627,6 +1689,7 @@ int main(int argc, char **argv)
 	RUN(meta_pending_rows);
 	RUN(meta_changeset_replicates);
 	RUN(meta_recorder_random_history);
+	RUN(meta_failed_statement_is_not_published);
 	RUN(meta_apply_remote_rebase);
 	RUN(meta_changeset_touched);
 	RUN(meta_orphans);
