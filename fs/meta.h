@@ -36,6 +36,7 @@
 /* Each host claims ids in ranges of this size (inode numbers and dirent cookies), at a
  * random multiple of the size below 2^62. */
 #define RFS_ID_RANGE (1ULL << 24)
+#define RFS_ID_RESERVE 64 /* ids reserved per write of the stored next_id: a restart skips at most this many */
 
 struct rfs_meta;
 
