@@ -225,8 +225,8 @@ int rfs_statfs(struct rfs_fs *fs, struct statvfs *st)
 static int drop_orphan(void *arg, uint64_t ino)
 {
 	struct rfs_fs *fs = arg;
-	rfs_meta_delete_inode(fs->meta, ino);
-	return 0;
+	int rc = rfs_meta_delete_inode(fs->meta, ino);
+	return rc < 0 && rc != -ENOENT ? 1 : 0; /* a failure stops the scan (the commit then refuses) */
 }
 
 static int load_host_id(struct rfs_fs *fs)

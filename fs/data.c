@@ -1193,9 +1193,8 @@ static int commit_batch(struct rfs_fs *fs, struct flush_batch *b, struct attr_sn
 			continue;
 		struct rfs_attr a;
 		rc = rfs_meta_get_attr(fs->meta, sn->n->ino, &a);
-		if (rc == -ENOENT) {
-			rc = 0; /* deleted meanwhile */
-			rfs_meta_bmap_truncate(fs->meta, sn->n->ino, 0);
+		if (rc == -ENOENT) { /* deleted meanwhile */
+			rc = rfs_meta_bmap_truncate(fs->meta, sn->n->ino, 0);
 			continue;
 		}
 		if (rc < 0)

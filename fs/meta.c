@@ -168,6 +168,7 @@ struct rfs_meta {
 	sqlite3_stmt *stmts[S_COUNT];
 	/* The changeset recorder (see "changeset recorder" below): on inside rfs_meta_begin/commit
 	 * and while a rebase re-applies local changes. */
+	int in_txn; /* between rfs_meta_begin*() and rfs_meta_commit/rollback */
 	int recording;
 	int rec_failed;     /* a change could not be recorded: the transaction must not commit */
 	int rec_table;      /* index of the table whose header was written last, -1: none */
@@ -209,8 +210,27 @@ static sqlite3_stmt *stmt(struct rfs_meta *m, enum stmt_id id)
 }
 
 /* Runs a statement that returns no rows. Resets it. */
+/* Inside a transaction that SQLite has already rolled back (an I/O error, a full disk, an
+ * interrupt), a statement would run in autocommit mode: committed at once, outside the
+ * operation and never recorded. Refuse it; the operation fails and is rolled back. */
+static int txn_lost(struct rfs_meta *m)
+{
+	if (!m->in_txn || !sqlite3_get_autocommit(m->db))
+		return 0;
+	RFS_LOG(LOG_ERR, "metadata database: the transaction was rolled back by SQLite; not running more "
+			 "statements in it");
+	if (m->recording)
+		m->rec_failed = 1;
+	return 1;
+}
+
 static int run(struct rfs_meta *m, sqlite3_stmt *s, const char *what)
 {
+	if (txn_lost(m)) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		return -EIO;
+	}
 	int r = sqlite3_step(s);
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -577,6 +597,7 @@ int rfs_meta_begin(struct rfs_meta *m)
 		pthread_mutex_unlock(&m->lock);
 		return -EIO;
 	}
+	m->in_txn = 1;
 	rec_start(m);
 	return 0;
 }
@@ -588,6 +609,7 @@ int rfs_meta_begin_unrecorded(struct rfs_meta *m)
 		pthread_mutex_unlock(&m->lock);
 		return -EIO;
 	}
+	m->in_txn = 1;
 	return 0;
 }
 
@@ -623,9 +645,9 @@ int rfs_meta_commit(struct rfs_meta *m)
 	rec_stop(m);
 	if (sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		rc = sql_fail(m, "COMMIT");
-		if (!sqlite3_get_autocommit(m->db))
-			exec(m, "ROLLBACK");
+		goto rollback; /* also reloads the id allocator: a lost reservation must not count */
 	}
+	m->in_txn = 0;
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 rollback:
@@ -636,6 +658,7 @@ rollback:
 void rfs_meta_rollback(struct rfs_meta *m)
 {
 	rec_stop(m);
+	m->in_txn = 0;
 	if (!sqlite3_get_autocommit(m->db)) /* SQLite may have rolled it back already */
 		exec(m, "ROLLBACK");
 	/* the id allocator may have advanced inside the rolled-back transaction: reload */
@@ -2049,6 +2072,10 @@ static int trash_exec(struct rfs_meta *m, const char *sql, uint64_t ino, const c
 		sqlite3_bind_int64(s, 3, (sqlite3_int64)parent);
 	if (sqlite3_bind_parameter_count(s) >= 4)
 		sqlite3_bind_int64(s, 4, t);
+	if (txn_lost(m)) {
+		sqlite3_finalize(s);
+		return -EIO;
+	}
 	int r = sqlite3_step(s);
 	sqlite3_finalize(s);
 	return r == SQLITE_DONE ? 0 : sql_fail(m, "updating the trash");
@@ -2089,8 +2116,9 @@ int rfs_meta_trash_has(struct rfs_meta *m, uint64_t ino)
 		return sql_fail(m, "looking in the trash");
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
 	int r = sqlite3_step(s);
+	int rc = r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : sql_fail(m, "looking in the trash");
 	sqlite3_finalize(s);
-	return r == SQLITE_ROW;
+	return rc; /* 1, 0, or -errno (not "absent": a caller would delete a trashed inode) */
 }
 
 int rfs_meta_trash_list(struct rfs_meta *m, uint64_t after, int64_t before_ns, rfs_dirent_cb cb, void *arg)
