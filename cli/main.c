@@ -303,9 +303,11 @@ static int daemon_fork(void)
 			_exit(0);
 		int st = 0;
 		if (r == 0 && waitpid(pid, &st, 0) == pid && WIFSIGNALED(st))
-			fprintf(stderr,
-				"roamfs: error: the mount process died from signal %d (%s) before the mount was live\n",
-				WTERMSIG(st), strsignal(WTERMSIG(st)));
+			fprintf(
+			    stderr,
+			    "roamfs: error: the mount process died from signal %d (%s) before it reported the "
+			    "mount live; if the mount point still shows in /proc/mounts, run 'fusermount3 -u' on it\n",
+			    WTERMSIG(st), strsignal(WTERMSIG(st)));
 		_exit(1);
 	}
 	close(fds[0]);

@@ -412,9 +412,10 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		}
 		rc = 0;
 	}
-	rfs_meta_begin(fs->meta);
-	rfs_meta_orphans(fs->meta, drop_orphan, fs);
-	rfs_meta_commit(fs->meta);
+	if (rfs_meta_begin(fs->meta) == 0) { /* orphans left by a crash; retried next mount on failure */
+		rfs_meta_orphans(fs->meta, drop_orphan, fs);
+		rfs_meta_commit(fs->meta);
+	}
 	rc = core_recover_staging(fs);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot read staging directory '%s': %s", fs->staging_dir, strerror(-rc));

@@ -1453,7 +1453,8 @@ static int migrate_v1(struct rfs_meta *m)
 	}
 	if ((rc = exec(m, "ALTER TABLE blocks ADD COLUMN xsum INT")) < 0)
 		goto out;
-	while (rc == 0 && sqlite3_step(scan) == SQLITE_ROW) {
+	int r = SQLITE_DONE;
+	while (rc == 0 && (r = sqlite3_step(scan)) == SQLITE_ROW) {
 		struct rfs_buf w = {0};
 		rc = changeset_widen(sqlite3_column_blob(scan, 1), (size_t)sqlite3_column_bytes(scan, 1), "blocks", 6,
 				     &w);
@@ -1468,6 +1469,10 @@ static int migrate_v1(struct rfs_meta *m)
 		}
 		rfs_buf_free(&w);
 	}
+	if (rc == 0 && r != SQLITE_DONE)
+		rc = sql_fail(m, "reading the pending changes to upgrade");
+	if (rc == 0 && sqlite3_get_autocommit(m->db))
+		rc = -EIO; /* SQLite rolled the upgrade back: do not mark the database upgraded */
 	if (rc == 0)
 		rc = rfs_meta_local_set_int(m, "schema", META_SCHEMA_VERSION);
 out:

@@ -178,7 +178,8 @@ int rfs_meta_export(struct rfs_meta *m, const char *path, int64_t *seq);
 
 /* The trash: files whose last name was removed, kept (nlink 0) until purged or restored.
  * trash_list calls cb(arg, name, ino, mode, cookie=ino) for entries with ino > after that
- * were deleted before before_ns (INT64_MAX: all). trash_has returns 1/0. */
+ * were deleted before before_ns (INT64_MAX: all). trash_has returns 1, 0, or -errno (an error is
+ * not "absent": a caller deleting absent inodes would delete a trashed one). */
 int rfs_meta_trash_add(struct rfs_meta *m, uint64_t ino, const char *name, uint64_t parent, int64_t t);
 int rfs_meta_trash_remove(struct rfs_meta *m, uint64_t ino);
 int rfs_meta_trash_lookup(struct rfs_meta *m, const char *name, uint64_t *ino);

@@ -24,6 +24,9 @@
 #ifndef RFS_SNAPSHOTS_KEPT
 #define RFS_SNAPSHOTS_KEPT 3 /* checkpoints kept in snap/; older ones are deleted */
 #endif
+#ifndef RFS_GUARD_RETRY_MS
+#define RFS_GUARD_RETRY_MS 10000 /* a failing publish guard is tried again after this long */
+#endif
 #ifndef RFS_HEARTBEAT_MS
 #define RFS_HEARTBEAT_MS 30000 /* how often hosts/<id> is rewritten: a few PUTs per hour */
 #endif
@@ -57,6 +60,7 @@ struct rfs_sync {
 	char snap_tmp[1024];        /* set before start */
 	int64_t snap_checked;       /* sync thread: applied/snap_every at the last check */
 	rfs_publish_guard_cb guard; /* commit_lock; NULL once it has passed */
+	int64_t guard_failed_ms;    /* commit_lock: when it last failed (0: not failing) */
 	void *guard_arg;
 	pthread_mutex_t hook_lock; /* held while calling touch_cb and while changing it */
 	rfs_touch_cb touch_cb;     /* protected by hook_lock */
@@ -391,29 +395,43 @@ int rfs_sync_pull(struct rfs_sync *s)
 	return rc;
 }
 
-/* Publishes everything pending when called, as one record (group commit: changes made
- * while the record is being written wait for the next round, so a metadata storm costs one
- * record per round, not one per change). A lost slot is retried after the rebase. Caller
- * holds commit_lock. Returns 0 when everything that was pending at the call is published. */
 void rfs_sync_set_publish_guard(struct rfs_sync *s, rfs_publish_guard_cb cb, void *arg)
 {
 	pthread_mutex_lock(&s->commit_lock);
 	s->guard = cb;
 	s->guard_arg = arg;
+	s->guard_failed_ms = 0;
 	pthread_mutex_unlock(&s->commit_lock);
 }
 
-/* Runs the publish guard before a first write to the log store. Caller holds commit_lock. */
+/* Runs the publish guard just before a first write to the log store. A failure shows in
+ * `roamfs status` and is retried at most every RFS_GUARD_RETRY_MS (each try is a write to
+ * the store). Caller holds commit_lock. */
 static int pass_guard(struct rfs_sync *s)
 {
 	if (!s->guard)
 		return 0;
+	int64_t now = rfs_monotonic_ms();
+	if (s->guard_failed_ms && now - s->guard_failed_ms < RFS_GUARD_RETRY_MS)
+		return -EAGAIN;
 	int rc = s->guard(s->guard_arg);
-	if (rc == 0)
+	if (rc == 0) {
 		s->guard = NULL;
+		s->guard_failed_ms = 0;
+	} else {
+		s->guard_failed_ms = now;
+		set_error(s,
+			  "cannot upgrade the workspace's format record (%s); nothing is published until "
+			  "it can be: see roamfs.log",
+			  strerror(-rc));
+	}
 	return rc;
 }
 
+/* Publishes everything pending when called, as one record (group commit: changes made
+ * while the record is being written wait for the next round, so a metadata storm costs one
+ * record per round, not one per change). A lost slot is retried after the rebase. Caller
+ * holds commit_lock. Returns 0 when everything that was pending at the call is published. */
 static int commit_locked(struct rfs_sync *s)
 {
 	int rc;
@@ -422,8 +440,6 @@ static int commit_locked(struct rfs_sync *s)
 	rc = rfs_meta_pending_range(s->meta, &lo, &until);
 	rfs_meta_unlock(s->meta);
 	if (rc < 0 || until == 0)
-		return rc;
-	if ((rc = pass_guard(s)) < 0)
 		return rc;
 	for (int attempt = 0; attempt < 100; attempt++) {
 		if (attempt) {
@@ -477,13 +493,17 @@ static int commit_locked(struct rfs_sync *s)
 		}
 		char key[64];
 		seq_key(applied + 1, key, sizeof(key));
+		if (s->lease_mode && !s->have_lease) {
+			rfs_buf_free(&rec);
+			set_error(s, "cannot publish %s: this host does not hold the writer lease", key);
+			return -EROFS;
+		}
+		if ((rc = pass_guard(s)) < 0) { /* only now: this host really writes a record */
+			rfs_buf_free(&rec);
+			return rc;
+		}
 		if (s->lease_mode) {
 			/* single writer: no conditional create to rely on; the slot must be empty */
-			if (!s->have_lease) {
-				rfs_buf_free(&rec);
-				set_error(s, "cannot publish %s: this host does not hold the writer lease", key);
-				return -EROFS;
-			}
 			rc = rfs_store_head(s->store, key, NULL);
 			rc = rc == 0 ? -EEXIST : rc == -ENOENT ? rfs_store_put(s->store, key, rec.data, rec.len) : rc;
 		} else {
@@ -722,7 +742,7 @@ int64_t rfs_sync_checkpoint(struct rfs_sync *s, int force)
 	int rc = pass_guard(s); /* a checkpoint carries this version's schema */
 	pthread_mutex_unlock(&s->commit_lock);
 	if (rc < 0)
-		return rc;
+		return rc == -EAGAIN ? 0 : rc; /* waiting to retry the guard: not due yet */
 	char path[1100];
 	snprintf(path, sizeof(path), "%s/checkpoint.db", s->snap_tmp);
 	int64_t seq = 0;

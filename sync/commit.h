@@ -69,9 +69,10 @@ void rfs_sync_get_stats(struct rfs_sync *s, struct rfs_sync_stats *st);
 /* Called by the sync thread, never with a lock held, for everything records from other
  * hosts changed (to invalidate the kernel's caches). Set before rfs_sync_start(). */
 void rfs_sync_set_touch_hook(struct rfs_sync *s, rfs_touch_cb cb, void *arg);
-/* Called under the commit lock before this host first writes to the log store (a record or
- * a checkpoint); a non-zero return fails that write (retried later). Once it has returned 0 it
- * is not called again. The workspace's format upgrade hangs here (format.h): every writer,
+/* Called under the commit lock just before this host first writes to the log store (a record
+ * or a checkpoint); a non-zero return fails that write, shows in the stats' last_error, and the
+ * guard is tried again after RFS_GUARD_RETRY_MS (writes in between fail with -EAGAIN; setting
+ * a guard resets that). Once it has returned 0 it is not called again. The workspace's format upgrade hangs here (format.h): every writer,
  * read-only mounts that publish recovered changes included, upgrades before it writes. */
 typedef int (*rfs_publish_guard_cb)(void *arg);
 void rfs_sync_set_publish_guard(struct rfs_sync *s, rfs_publish_guard_cb cb, void *arg);

@@ -483,12 +483,30 @@ static void commit_publish_guard(void)
 	CHECK_EQ(g.calls, 1);
 	CHECK(!log_exists(&w, 1));
 	CHECK_EQ(stats(&w.a).pending, 1);
+	CHECK_CONTAINS(stats(&w.a).last_error, "format record");
+	/* retried only after a while: an immediate commit does not call it (no write storm) */
+	CHECK_ERR(rfs_sync_commit_now(w.a.s), EAGAIN);
+	CHECK_EQ(g.calls, 1);
+	rfs_sync_set_publish_guard(w.a.s, count_guard, &g); /* resets the wait */
 	CHECK_OK(rfs_sync_commit_now(w.a.s));
 	CHECK_EQ(g.calls, 2);
 	CHECK(log_exists(&w, 1));
 	create_file(&w.a, RFS_ROOT_INO, "y");
 	CHECK_OK(rfs_sync_commit_now(w.a.s));
 	CHECK_EQ(g.calls, 2);
+
+	/* changes that cancel out publish nothing, so they do not upgrade anything either */
+	struct guard_count gz = {0, 0};
+	rfs_sync_set_publish_guard(w.b.s, count_guard, &gz);
+	CHECK(rfs_sync_pull(w.b.s) >= 0);
+	CHECK_OK(rfs_meta_begin(w.b.m));
+	CHECK_OK(rfs_meta_xattr_set(w.b.m, RFS_ROOT_INO, "user.tmp", "1", 1, 0));
+	CHECK_OK(rfs_meta_commit(w.b.m));
+	CHECK_OK(rfs_meta_begin(w.b.m));
+	CHECK_OK(rfs_meta_xattr_remove(w.b.m, RFS_ROOT_INO, "user.tmp"));
+	CHECK_OK(rfs_meta_commit(w.b.m));
+	CHECK_OK(rfs_sync_commit_now(w.b.s));
+	CHECK_EQ(gz.calls, 0);
 
 	/* a checkpoint is a write too: host b's guard runs before it, and refusing stops it */
 	struct guard_count gb = {0, 1};
@@ -497,6 +515,9 @@ static void commit_publish_guard(void)
 	rfs_sync_set_checkpoints(w.b.s, 1, w.dir);
 	CHECK_ERR(rfs_sync_checkpoint(w.b.s, 1), EIO);
 	CHECK_EQ(gb.calls, 1);
+	CHECK_EQ(rfs_sync_checkpoint(w.b.s, 1), 0); /* not yet retried: nothing written */
+	CHECK_EQ(gb.calls, 1);
+	rfs_sync_set_publish_guard(w.b.s, count_guard, &gb);
 	CHECK_EQ(rfs_sync_checkpoint(w.b.s, 1), 2);
 	CHECK_EQ(gb.calls, 2);
 
