@@ -477,26 +477,24 @@ static const struct fuse_lowlevel_ops rfs_ll_ops = {
     .fallocate = op_fallocate,
 };
 
-/* Detaches from the terminal once the mount is live: the caller's parent waits for the
- * byte on ready_fd and exits with it. */
-static void report_ready(int ready_fd, int ok)
+/* Detaches from the terminal once the mount is live and tells the waiting parent (a 0 byte
+ * on ready_fd; a failure is reported by closing it unwritten: the parent sees EOF). */
+static void report_ready(int ready_fd)
 {
-	if (ok) {
-		setsid(); /* only now: until the mount is live, Ctrl-C stops it with its parent */
-		if (chdir("/") < 0) {
-			/* keep going: the cwd only matters for relative paths, and we use none */
-		}
-		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (nul >= 0) {
-			dup2(nul, 0);
-			dup2(nul, 1);
-			dup2(nul, 2);
-			if (nul > 2)
-				close(nul);
-		}
+	setsid(); /* only now: until the mount is live, Ctrl-C stops it with its parent */
+	if (chdir("/") < 0) {
+		/* keep going: the cwd only matters for relative paths, and we use none */
 	}
-	char b = ok ? 0 : 1;
-	(void)!write(ready_fd, &b, 1);
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	char ok = 0;
+	(void)!write(ready_fd, &ok, 1);
 	close(ready_fd);
 }
 
@@ -535,7 +533,7 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 	rc = started ? started(arg) : 0;
 	/* the parent exits only now: pid file, registry and threads are all in place */
 	if (o->ready_fd >= 0 && rc == 0)
-		report_ready(o->ready_fd, 1);
+		report_ready(o->ready_fd);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot start the background threads: %s", strerror(-rc));
 		goto out4;
