@@ -243,6 +243,24 @@ static int load_host_id(struct rfs_fs *fs)
 	return rc;
 }
 
+/* Frees every node and closes the staging slots (teardown: no other thread runs). */
+static void nodes_free(struct rfs_fs *fs)
+{
+	for (size_t i = 0; i < NODE_BUCKETS; i++) {
+		struct node *n = fs->nodes[i];
+		while (n) {
+			struct node *next = n->hnext;
+			core_close_slots(fs, n);
+			pthread_mutex_destroy(&n->lock);
+			free(n->blocks);
+			free(n);
+			n = next;
+		}
+		fs->nodes[i] = NULL;
+	}
+	core_close_slots(fs, NULL);
+}
+
 int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err, size_t errlen)
 {
 	struct rfs_fs *fs = calloc(1, sizeof(*fs));
@@ -416,19 +434,30 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		rfs_meta_orphans(fs->meta, drop_orphan, fs);
 		rfs_meta_commit(fs->meta);
 	}
-	rc = core_recover_staging(fs);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot read staging directory '%s': %s", fs->staging_dir, strerror(-rc));
-		goto fail;
-	}
+	/* dirty blocks keep their staging slots open: as many fds as the hard limit allows, half
+	 * of them for slots (the rest for the store's connections, the cache, FUSE) */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		fs->slot_fd_budget =
+		    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20) ? (1 << 19) : (long)rl.rlim_cur / 2;
+	if (getenv("ROAMFS_TEST_SLOT_FDS")) /* tests: the path past the budget */
+		fs->slot_fd_budget = atol(getenv("ROAMFS_TEST_SLOT_FDS"));
+	rc = core_recover_staging(fs);
+	if (rc < 0) {
+		snprintf(err, errlen,
+			 "cannot recover the unsaved data in staging directory '%s': %s (the log names the "
+			 "file; fix its permissions or free space and mount again)",
+			 fs->staging_dir, strerror(-rc));
+		goto fail;
+	}
 	*out = fs;
 	return 0;
 fail:
+	nodes_free(fs);
 	rfs_sync_close(fs->sync);
 	rfs_ranges_close(fs->ranges);
 	rfs_cache_close(fs->cache);
@@ -493,16 +522,7 @@ int rfs_fs_close(struct rfs_fs *fs)
 			strerror(-src));
 		rc = rc ? rc : src;
 	}
-	for (size_t i = 0; i < NODE_BUCKETS; i++) {
-		struct node *n = fs->nodes[i];
-		while (n) {
-			struct node *next = n->hnext;
-			pthread_mutex_destroy(&n->lock);
-			free(n->blocks);
-			free(n);
-			n = next;
-		}
-	}
+	nodes_free(fs);
 	rfs_sync_close(fs->sync);
 	rfs_ranges_close(fs->ranges);
 	rfs_cache_close(fs->cache);
@@ -577,15 +597,11 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 		size_t n = 0, cap = 0;
 		time_t now = time(NULL), oldest = 0;
 		while ((de = readdir(d))) {
-			unsigned long long ino, idx;
-			if (sscanf(de->d_name, "%llu.%llu", &ino, &idx) != 2)
-				continue;
-			char path[PATH_MAX];
-			snprintf(path, sizeof(path), "%s/%s", fs->staging_dir, de->d_name);
+			uint64_t ino;
 			struct stat sb;
-			if (stat(path, &sb) < 0)
+			if (core_slot_read(fs, de->d_name, &ino, &sb) < 0)
 				continue;
-			st->dirty_bytes += (uint64_t)sb.st_size;
+			st->dirty_bytes += (uint64_t)sb.st_size - RFS_STAGE_HDR;
 			if (!oldest || sb.st_mtime < oldest)
 				oldest = sb.st_mtime;
 			if (n == cap) {

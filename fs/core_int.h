@@ -51,8 +51,9 @@
 #define RFS_UPLOADS_IN_FLIGHT 3 /* full packs (32 MiB each) uploading while a flush seals the next */
 #endif
 #ifndef RFS_STAGING_POOL
-#define RFS_STAGING_POOL 1024 /* emptied staging files kept for reuse */
+#define RFS_STAGING_POOL 1024 /* emptied staging slots kept open for reuse */
 #endif
+#define RFS_STAGE_HDR 64 /* bytes before a staging slot's data: which block it holds */
 #ifndef RFS_TRASH_SECONDS
 #define RFS_TRASH_SECONDS 86400 /* deleted files stay in /.trash for a day by default */
 #endif
@@ -66,9 +67,20 @@
 /* Prefetch job kinds (prefetch.h): a block hash, or a file whose directory to prefetch. */
 enum { PF_BLOCK, PF_SIBLINGS };
 
+/* A dirty block. Its bytes live in the staging slot CACHE/staging/s.<slot> after a header
+ * naming (ino, idx); fd is kept open on it (-1 when the daemon is over its fd budget, then
+ * each access opens the slot by name). Protected by the node's lock. */
 struct dblock {
 	uint64_t idx;
 	uint64_t gen;
+	uint64_t slot;
+	int fd;
+};
+
+/* An emptied staging slot, kept open for the next dirty block. */
+struct free_slot {
+	uint64_t slot;
+	int fd;
 };
 
 struct node {
@@ -121,10 +133,12 @@ struct rfs_fs {
 	char host_id[40];
 
 	pthread_mutex_t flush_lock; /* one flush at a time; truncate waits for it */
-	pthread_mutex_t free_lock;  /* protects the staging file pool below */
-	uint64_t free_ids[RFS_STAGING_POOL];
+	pthread_mutex_t free_lock;  /* protects the staging slot pool and counters below */
+	struct free_slot free_slots[RFS_STAGING_POOL];
 	size_t nfree;
-	uint64_t free_next;
+	uint64_t slot_next;    /* the next new slot number */
+	long slot_fds;         /* fds held open on slots (dirty blocks and the pool) */
+	long slot_fd_budget;   /* at most this many; set from RLIMIT_NOFILE at open */
 	int64_t mount_time;    /* ns: times of the virtual .trash directory */
 	int64_t last_purge_ms; /* bg thread only */
 
@@ -174,6 +188,11 @@ void *core_bg_thread(void *arg);
 void core_bg_kick(struct rfs_fs *fs);
 /* At open: dirty state from the staging files of a killed daemon; returns blocks found or -errno. */
 int core_recover_staging(struct rfs_fs *fs);
+/* Which inode a staging slot file (name in the staging dir) holds data of, and its stat.
+ * -ENOENT when it is free or not a slot. */
+int core_slot_read(struct rfs_fs *fs, const char *name, uint64_t *ino, struct stat *st);
+/* Teardown: closes the staging slots of node n's dirty blocks, or (n NULL) of the pool. */
+void core_close_slots(struct rfs_fs *fs, struct node *n);
 
 /* namespace.c: names, the trash, xattrs and ACLs */
 

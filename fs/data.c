@@ -9,10 +9,11 @@
  *   DIRTY(g) --flush seals gen g, stores the pack, writes the block map--> CLEAN if the gen is
  *   still g, else stays DIRTY (written again during the upload; flushed next round).
  *
- * A DIRTY block's bytes live in CACHE/staging/<ino>.<idx> and only there until the flush
- * commits, so the staging file is deleted only after the metadata naming the stored block is
- * in the DB (and that metadata only after the pack is in the store: invariant C1). A daemon
- * killed at any point finds the staging files at the next mount and flushes them again.
+ * A DIRTY block's bytes live in a staging slot (CACHE/staging/s.<N>, see "staging slots"
+ * below) and only there until the flush commits, so the slot is emptied only after the
+ * metadata naming the stored block is in the DB (and that metadata only after the pack is in
+ * the store: invariant C1). A daemon killed at any point finds the slots at the next mount
+ * and flushes them again.
  *
  * A flush's packs: OPEN (being filled) --full--> UPLOADING (its own thread, up to
  * RFS_UPLOADS_IN_FLIGHT) --joined--> STORED or FAILED. The block map is written only when
@@ -55,12 +56,174 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
 	return NULL;
 }
 
-static void staging_path(struct rfs_fs *fs, uint64_t ino, uint64_t idx, char *buf, size_t len)
+static void slot_path(struct rfs_fs *fs, uint64_t slot, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/%" PRIu64 ".%" PRIu64, fs->staging_dir, ino, idx);
+	snprintf(buf, len, "%s/s.%" PRIu64, fs->staging_dir, slot);
 }
 
-static int dblock_add(struct node *n, uint64_t idx)
+/* Staging slots. A dirty block's bytes live in a slot file, CACHE/staging/s.<N>: a header of
+ * RFS_STAGE_HDR bytes naming the block (magic, ino, idx, a check of those) and then the
+ * block's bytes from offset 0 on. Slots are reused rather than created and deleted, and kept
+ * open: a file per dirty block named after it (<ino>.<idx>, format of earlier versions) cost
+ * a create or rename, an open and a close per new block and a truncate and a rename at
+ * retirement - a sixth of the daemon's CPU copying the Python stdlib. Now a new block costs
+ * one pwrite (the header) and a retired one an ftruncate to 0 (an empty slot is free: the
+ * recovery skips it). An fd kept open is never closed while the slot is in use, so ext4's
+ * auto_da_alloc (writeback at the first close after a truncate to 0) never fires on them.
+ * The daemon keeps at most slot_fd_budget fds on slots; past it, a dirty block's slot is
+ * opened by name for each access (correct, only slower). */
+
+static void slot_header(uint8_t h[RFS_STAGE_HDR], uint64_t ino, uint64_t idx)
+{
+	memset(h, 0, RFS_STAGE_HDR);
+	memcpy(h, "RFSSTG1", 8);
+	for (int i = 0; i < 8; i++) {
+		h[8 + i] = (uint8_t)(ino >> (8 * i));
+		h[16 + i] = (uint8_t)(idx >> (8 * i));
+	}
+	uint64_t x = rfs_xsum(h, 24);
+	for (int i = 0; i < 8; i++)
+		h[24 + i] = (uint8_t)(x >> (8 * i));
+}
+
+/* Decodes a slot header. Returns 0, or -EINVAL when it is not one (torn, foreign). */
+static int slot_header_parse(const uint8_t h[RFS_STAGE_HDR], uint64_t *ino, uint64_t *idx)
+{
+	uint64_t x = 0, want = rfs_xsum(h, 24);
+	*ino = *idx = 0;
+	for (int i = 0; i < 8; i++) {
+		*ino |= (uint64_t)h[8 + i] << (8 * i);
+		*idx |= (uint64_t)h[16 + i] << (8 * i);
+		x |= (uint64_t)h[24 + i] << (8 * i);
+	}
+	return memcmp(h, "RFSSTG1", 8) || x != want ? -EINVAL : 0;
+}
+
+/* Counts an fd against the budget. Returns 1 if it may be kept open. */
+static int slot_fd_keep(struct rfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->free_lock);
+	int ok = fs->slot_fds < fs->slot_fd_budget;
+	if (ok)
+		fs->slot_fds++;
+	pthread_mutex_unlock(&fs->free_lock);
+	return ok;
+}
+
+static void slot_fd_drop(struct rfs_fs *fs, int fd)
+{
+	close(fd);
+	pthread_mutex_lock(&fs->free_lock);
+	fs->slot_fds--;
+	pthread_mutex_unlock(&fs->free_lock);
+}
+
+/* Puts an empty, open slot into the pool, or closes and deletes it when the pool is full. */
+static void slot_pool_put(struct rfs_fs *fs, uint64_t slot, int fd)
+{
+	pthread_mutex_lock(&fs->free_lock);
+	if (fs->nfree < RFS_STAGING_POOL) {
+		fs->free_slots[fs->nfree++] = (struct free_slot){slot, fd};
+		pthread_mutex_unlock(&fs->free_lock);
+		return;
+	}
+	pthread_mutex_unlock(&fs->free_lock);
+	char path[PATH_MAX];
+	slot_path(fs, slot, path, sizeof(path));
+	unlink(path);
+	slot_fd_drop(fs, fd);
+}
+
+/* Gives d a slot holding block (ino, idx) with no data yet: a pooled one, else a new file. */
+static int slot_take(struct rfs_fs *fs, uint64_t ino, uint64_t idx, struct dblock *d)
+{
+	uint8_t h[RFS_STAGE_HDR];
+	char path[PATH_MAX];
+	int fd = -1, counted = 0;
+	pthread_mutex_lock(&fs->free_lock);
+	if (fs->nfree) {
+		struct free_slot f = fs->free_slots[--fs->nfree];
+		d->slot = f.slot;
+		fd = f.fd;
+		counted = 1;
+	} else {
+		d->slot = fs->slot_next++;
+	}
+	pthread_mutex_unlock(&fs->free_lock);
+	slot_path(fs, d->slot, path, sizeof(path));
+	if (fd < 0) {
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		counted = slot_fd_keep(fs);
+	}
+	slot_header(h, ino, idx);
+	ssize_t w = rfs_pwrite_full(fd, h, sizeof(h), 0);
+	if (w < 0) {
+		if (ftruncate(fd, 0) < 0 || !counted) {
+			unlink(path);
+			if (counted)
+				slot_fd_drop(fs, fd);
+			else
+				close(fd);
+		} else {
+			slot_pool_put(fs, d->slot, fd);
+		}
+		return (int)w;
+	}
+	if (counted) {
+		d->fd = fd;
+	} else {
+		d->fd = -1;
+		close(fd);
+	}
+	return 0;
+}
+
+/* Empties d's slot (its data is stored or no longer wanted) and returns it to the pool. */
+static void slot_release(struct rfs_fs *fs, struct dblock *d)
+{
+	char path[PATH_MAX];
+	slot_path(fs, d->slot, path, sizeof(path));
+	int fd = d->fd;
+	if (fd < 0) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 && !slot_fd_keep(fs)) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0) {
+			unlink(path);
+			return;
+		}
+	}
+	d->fd = -1;
+	if (ftruncate(fd, 0) < 0) {
+		unlink(path); /* cannot empty it: never reuse it, and never recover it */
+		slot_fd_drop(fs, fd);
+		return;
+	}
+	slot_pool_put(fs, d->slot, fd);
+}
+
+/* An fd on d's slot for one access; give it back with slot_fd_done. */
+static int slot_fd(struct rfs_fs *fs, const struct dblock *d)
+{
+	if (d->fd >= 0)
+		return d->fd;
+	char path[PATH_MAX];
+	slot_path(fs, d->slot, path, sizeof(path));
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static void slot_fd_done(const struct dblock *d, int fd)
+{
+	if (fd >= 0 && fd != d->fd)
+		close(fd);
+}
+
+static int dblock_add(struct node *n, const struct dblock *d)
 {
 	if (n->nblocks == n->cap) {
 		size_t nc = n->cap ? n->cap * 2 : 8;
@@ -70,52 +233,15 @@ static int dblock_add(struct node *n, uint64_t idx)
 		n->blocks = nb;
 		n->cap = nc;
 	}
-	n->blocks[n->nblocks].idx = idx;
+	n->blocks[n->nblocks] = *d;
 	n->blocks[n->nblocks].gen = ++n->gen_counter;
 	n->nblocks++;
 	return 0;
 }
 
-/* Staging files are recycled rather than deleted: creating and deleting thousands of small
- * files a second (untar, pip install) makes ext4 scan for reusable inodes on every create
- * (recently_deleted() was 40% of the daemon's CPU in a copy of the Python stdlib). A retired
- * staging file is emptied and renamed to staging/free.N; the next new dirty block renames one
- * back. Recovery ignores free.* names. */
-static void staging_retire(struct rfs_fs *fs, const char *path)
-{
-	pthread_mutex_lock(&fs->free_lock);
-	if (fs->nfree < RFS_STAGING_POOL && truncate(path, 0) == 0) {
-		char fp[PATH_MAX];
-		snprintf(fp, sizeof(fp), "%s/free.%" PRIu64, fs->staging_dir, fs->free_next);
-		if (rename(path, fp) == 0) {
-			fs->free_ids[fs->nfree++] = fs->free_next++;
-			pthread_mutex_unlock(&fs->free_lock);
-			return;
-		}
-	}
-	pthread_mutex_unlock(&fs->free_lock);
-	unlink(path);
-}
-
-/* Creates an empty staging file at path, from the pool when it has one. Returns an fd. */
-static int staging_create(struct rfs_fs *fs, const char *path)
-{
-	pthread_mutex_lock(&fs->free_lock);
-	while (fs->nfree) {
-		char fp[PATH_MAX];
-		snprintf(fp, sizeof(fp), "%s/free.%" PRIu64, fs->staging_dir, fs->free_ids[--fs->nfree]);
-		if (rename(fp, path) == 0)
-			break;
-	}
-	pthread_mutex_unlock(&fs->free_lock);
-	return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-}
-
 static void dblock_remove(struct rfs_fs *fs, struct node *n, size_t i)
 {
-	char path[PATH_MAX];
-	staging_path(fs, n->ino, n->blocks[i].idx, path, sizeof(path));
-	staging_retire(fs, path);
+	slot_release(fs, &n->blocks[i]);
 	n->blocks[i] = n->blocks[n->nblocks - 1];
 	n->nblocks--;
 }
@@ -483,14 +609,13 @@ static void queue_siblings(struct rfs_fs *fs, uint64_t ino)
 static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off, uint32_t len,
 			   char *out)
 {
-	if (n && dblock_find(n, idx)) {
-		char path[PATH_MAX];
-		staging_path(fs, ino, idx, path, sizeof(path));
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
+	const struct dblock *d = n ? dblock_find(n, idx) : NULL;
+	if (d) {
+		int fd = slot_fd(fs, d);
 		if (fd < 0)
-			return -errno;
-		ssize_t r = rfs_pread_full(fd, out, len, off);
-		close(fd);
+			return fd;
+		ssize_t r = rfs_pread_full(fd, out, len, RFS_STAGE_HDR + (off_t)off);
+		slot_fd_done(d, fd);
 		if (r < 0)
 			return (int)r;
 		memset(out + r, 0, len - (size_t)r);
@@ -538,19 +663,18 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 
 /* Makes block idx dirty, copying its current content into a staging file unless the caller
  * is about to overwrite all of it. Caller holds n->lock. */
-static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overwrite_all)
+static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overwrite_all, struct dblock **out)
 {
 	struct dblock *d = dblock_find(n, idx);
 	if (d) {
 		d->gen = ++n->gen_counter;
+		*out = d;
 		return 0;
 	}
-	char path[PATH_MAX];
-	staging_path(fs, n->ino, idx, path, sizeof(path));
-	int fd = staging_create(fs, path);
-	if (fd < 0)
-		return -errno;
-	int rc = 0;
+	struct dblock nd = {.idx = idx, .fd = -1};
+	int rc = slot_take(fs, n->ino, idx, &nd);
+	if (rc < 0)
+		return rc;
 	if (!overwrite_all) {
 		uint8_t hash[RFS_HASH_LEN];
 		rfs_meta_lock(fs->meta);
@@ -565,7 +689,9 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 			if (rc == 0 && start + blen > n->size)
 				blen = n->size > start ? (uint32_t)(n->size - start) : 0;
 			if (rc == 0) {
-				ssize_t w = rfs_pwrite_full(fd, buf, blen, 0);
+				int fd = slot_fd(fs, &nd);
+				ssize_t w = fd < 0 ? fd : rfs_pwrite_full(fd, buf, blen, RFS_STAGE_HDR);
+				slot_fd_done(&nd, fd);
 				if (w < 0)
 					rc = (int)w;
 				free(buf);
@@ -574,16 +700,14 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 			rc = 0;
 		}
 	}
-	/* Closed before the caller reopens it to write: on ext4 the first close after the
-	 * O_TRUNC (or the pool's truncate) is the one that pays auto_da_alloc's immediate
-	 * writeback; with nothing written yet it costs nothing. Writing through this fd
-	 * instead made a small-file copy 15% slower. */
-	close(fd);
 	if (rc == 0)
-		rc = dblock_add(n, idx);
-	if (rc < 0)
-		unlink(path);
-	return rc;
+		rc = dblock_add(n, &nd);
+	if (rc < 0) {
+		slot_release(fs, &nd);
+		return rc;
+	}
+	*out = &n->blocks[n->nblocks - 1];
+	return 0;
 }
 
 /* Loads the node's size/times from the DB if it has no newer ones. Caller holds n->lock. */
@@ -816,20 +940,19 @@ ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf
 		if (old_len > bs)
 			old_len = bs;
 		int all = boff == 0 && chunk >= old_len;
-		int r = make_dirty(fs, n, idx, all);
+		struct dblock *d;
+		int r = make_dirty(fs, n, idx, all, &d);
 		if (r < 0) {
 			rc = r;
 			break;
 		}
-		char path[PATH_MAX];
-		staging_path(fs, ino, idx, path, sizeof(path));
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		int fd = slot_fd(fs, d);
 		if (fd < 0) {
-			rc = -errno;
+			rc = fd;
 			break;
 		}
-		ssize_t w = rfs_pwrite_full(fd, buf + done, chunk, boff);
-		close(fd);
+		ssize_t w = rfs_pwrite_full(fd, buf + done, chunk, RFS_STAGE_HDR + (off_t)boff);
+		slot_fd_done(d, fd);
 		if (w < 0) {
 			rc = w;
 			break;
@@ -1130,16 +1253,15 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 			pthread_mutex_unlock(&n->lock);
 			continue; /* written or truncated since the snapshot: next round */
 		}
-		char path[PATH_MAX];
-		staging_path(fs, n->ino, s.idx, path, sizeof(path));
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		ssize_t r = fd < 0 ? -errno : rfs_pread_full(fd, buf, len, 0);
-		if (fd >= 0)
-			close(fd);
+		int fd = slot_fd(fs, d);
+		ssize_t r = fd < 0 ? fd : rfs_pread_full(fd, buf, len, RFS_STAGE_HDR);
+		slot_fd_done(d, fd);
+		uint64_t slot = d->slot;
 		pthread_mutex_unlock(&n->lock);
 		if (r < 0) {
 			rc = (int)r;
-			RFS_LOG(LOG_ERR, "cannot read staging file '%s': %s", path, strerror(-rc));
+			RFS_LOG(LOG_ERR, "cannot read staging slot '%s/s.%" PRIu64 "' (inode %" PRIu64 "): %s",
+				fs->staging_dir, slot, n->ino, strerror(-rc));
 			break;
 		}
 		memset(buf + r, 0, len - (size_t)r);
@@ -1434,15 +1556,15 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 		uint32_t tail = (uint32_t)(size % bs);
 		if (tail) {
 			uint64_t idx = size / bs;
-			rc = make_dirty(fs, n, idx, 0);
+			struct dblock *d;
+			rc = make_dirty(fs, n, idx, 0, &d);
 			if (rc < 0)
 				goto out;
-			char path[PATH_MAX];
-			staging_path(fs, ino, idx, path, sizeof(path));
-			if (truncate(path, tail) < 0) {
-				rc = -errno;
+			int fd = slot_fd(fs, d);
+			rc = fd < 0 ? fd : ftruncate(fd, RFS_STAGE_HDR + (off_t)tail) < 0 ? -errno : 0;
+			slot_fd_done(d, fd);
+			if (rc < 0)
 				goto out;
-			}
 			mark_dirty(n);
 		}
 	}
@@ -1684,59 +1806,203 @@ int rfs_fallocate(struct rfs_fs *fs, uint64_t ino, int mode, uint64_t off, uint6
 /* ---------- crash recovery ---------- */
 
 /* Re-creates dirty state from staging files left by a daemon that was killed. */
+/* Makes block nd->idx of ino dirty with the data its slot holds (len bytes, last written at
+ * mtime_ns), as a crash left it. Takes over the slot. Returns 1 if recovered, 0 if the file
+ * is gone (the slot is freed), or -errno. */
+static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, uint64_t len, int64_t mtime_ns)
+{
+	struct rfs_attr a;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0 || !S_ISREG(a.mode)) {
+		slot_release(fs, &nd); /* the file was deleted: its data can go */
+		return 0;
+	}
+	struct node *n = core_node_get(fs, ino, 1);
+	if (!n) {
+		slot_release(fs, &nd);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&n->lock);
+	node_load_attr(fs, n);
+	struct dblock *old = dblock_find(n, nd.idx);
+	if (old) {
+		/* not made by a daemon (a block has one slot at a time): keep the later data */
+		RFS_LOG(LOG_WARNING,
+			"staging slots s.%" PRIu64 " and s.%" PRIu64 " both hold block %" PRIu64 " of inode %" PRIu64
+			"; keeping the later one",
+			old->slot, nd.slot, nd.idx, ino);
+		if (mtime_ns > n->mtime) {
+			struct dblock keep = *old;
+			*old = nd;
+			old->gen = keep.gen;
+			nd = keep;
+		}
+		slot_release(fs, &nd);
+	} else if ((rc = dblock_add(n, &nd)) < 0) {
+		slot_release(fs, &nd);
+	}
+	if (rc == 0) {
+		uint64_t end = nd.idx * fs->format.block_size + len;
+		if (end > n->size)
+			n->size = end;
+		if (mtime_ns > n->mtime)
+			n->mtime = mtime_ns;
+		n->attr_dirty = 1;
+		n->attr_gen++;
+		mark_dirty(n);
+	}
+	pthread_mutex_unlock(&n->lock);
+	core_node_put(fs, n);
+	return rc < 0 ? rc : 1;
+}
+
+/* A staging file of an earlier version (<ino>.<idx>, only data), moved into a slot. */
+static int recover_legacy(struct rfs_fs *fs, const char *path, uint64_t ino, uint64_t idx)
+{
+	struct stat st;
+	uint8_t *buf = NULL;
+	int rc = 0, in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0 || fstat(in, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	size_t len = (size_t)st.st_size;
+	if (len > fs->format.block_size)
+		len = fs->format.block_size; /* nothing past a block was ever written there */
+	buf = malloc(len ? len : 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	ssize_t r = rfs_pread_full(in, buf, len, 0);
+	if (r < 0) {
+		rc = (int)r;
+		goto out;
+	}
+	struct dblock nd = {.idx = idx, .fd = -1};
+	rc = slot_take(fs, ino, idx, &nd);
+	if (rc < 0)
+		goto out;
+	int fd = slot_fd(fs, &nd);
+	ssize_t w = fd < 0 ? fd : rfs_pwrite_full(fd, buf, (size_t)r, RFS_STAGE_HDR);
+	slot_fd_done(&nd, fd);
+	if (w < 0) {
+		slot_release(fs, &nd);
+		rc = (int)w;
+		goto out;
+	}
+	rc = recover_block(fs, ino, nd, (uint64_t)r, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+	if (rc >= 0)
+		unlink(path); /* its data is in a slot now */
+out:
+	if (in >= 0)
+		close(in);
+	free(buf);
+	return rc;
+}
+
+/* One slot file found at mount: a dirty block to flush again, or a free slot for the pool. */
+static int recover_slot(struct rfs_fs *fs, const char *path, uint64_t slot)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct stat st;
+	uint8_t h[RFS_STAGE_HDR];
+	uint64_t ino, idx;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	int counted = slot_fd_keep(fs);
+	struct dblock nd = {.slot = slot, .fd = counted ? fd : -1};
+	if (st.st_size < RFS_STAGE_HDR || rfs_pread_full(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    slot_header_parse(h, &ino, &idx) < 0) {
+		if (st.st_size)
+			RFS_LOG(LOG_WARNING, "staging slot '%s' has no valid header; emptying it", path);
+		if (!counted)
+			close(fd);
+		slot_release(fs, &nd); /* free (emptied by a retirement) or torn: reuse */
+		return 0;
+	}
+	if (!counted)
+		close(fd);
+	nd.idx = idx;
+	return recover_block(fs, ino, nd, (uint64_t)st.st_size - RFS_STAGE_HDR,
+			     st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+}
+
 int core_recover_staging(struct rfs_fs *fs)
 {
 	DIR *d = opendir(fs->staging_dir);
 	if (!d)
 		return -errno;
 	struct dirent *de;
-	int found = 0;
-	uint32_t bs = fs->format.block_size;
-	while ((de = readdir(d))) {
-		unsigned long long ino, idx;
-		char extra;
-		if (!strncmp(de->d_name, "free.", 5)) {
-			char fp[PATH_MAX];
-			snprintf(fp, sizeof(fp), "%s/%s", fs->staging_dir, de->d_name);
-			unlink(fp); /* a pooled file of the previous run */
-			continue;
-		}
-		if (sscanf(de->d_name, "%llu.%llu%c", &ino, &idx, &extra) != 2)
-			continue;
+	int found = 0, rc = 0;
+	unsigned long long a, b;
+	char extra;
+	/* first the slot numbers in use, so that new slots (legacy files moved) take fresh ones */
+	while ((de = readdir(d)))
+		if (sscanf(de->d_name, "s.%llu%c", &a, &extra) == 1 && a >= fs->slot_next)
+			fs->slot_next = a + 1;
+	rewinddir(d);
+	while (rc >= 0 && (de = readdir(d))) {
 		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "%s/%s", fs->staging_dir, de->d_name);
-		struct rfs_attr a;
-		rfs_meta_lock(fs->meta);
-		int rc = rfs_meta_get_attr(fs->meta, ino, &a);
-		rfs_meta_unlock(fs->meta);
-		struct stat st;
-		if (rc < 0 || !S_ISREG(a.mode) || stat(path, &st) < 0) {
-			unlink(path); /* the file was deleted: its data can go */
+		if (!strncmp(de->d_name, "free.", 5)) {
+			unlink(path); /* a pooled file of an earlier version */
 			continue;
 		}
-		struct node *n = core_node_get(fs, ino, 1);
-		if (!n) {
-			closedir(d);
-			return -ENOMEM;
-		}
-		pthread_mutex_lock(&n->lock);
-		node_load_attr(fs, n);
-		uint64_t end = idx * bs + (uint64_t)st.st_size;
-		if (!dblock_find(n, idx))
-			dblock_add(n, idx);
-		if (end > n->size)
-			n->size = end;
-		if (st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec > n->mtime)
-			n->mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-		n->attr_dirty = 1;
-		n->attr_gen++;
-		mark_dirty(n);
-		pthread_mutex_unlock(&n->lock);
-		core_node_put(fs, n);
-		found++;
+		if (sscanf(de->d_name, "s.%llu%c", &a, &extra) == 1)
+			rc = recover_slot(fs, path, a);
+		else if (sscanf(de->d_name, "%llu.%llu%c", &a, &b, &extra) == 2)
+			rc = recover_legacy(fs, path, a, b);
+		else
+			continue;
+		if (rc > 0)
+			found++;
+		if (rc < 0)
+			RFS_LOG(LOG_ERR, "cannot recover staging file '%s': %s", path, strerror(-rc));
 	}
 	closedir(d);
+	if (rc < 0)
+		return rc;
 	if (found)
 		RFS_LOG(LOG_NOTICE, "recovered %d unsaved blocks from staging; uploading them", found);
 	return found;
+}
+
+/* Closes the fds of the slot pool and of dirty blocks left (at teardown). */
+void core_close_slots(struct rfs_fs *fs, struct node *n)
+{
+	if (n) {
+		for (size_t i = 0; i < n->nblocks; i++)
+			if (n->blocks[i].fd >= 0)
+				close(n->blocks[i].fd);
+		return;
+	}
+	while (fs->nfree)
+		close(fs->free_slots[--fs->nfree].fd);
+}
+
+int core_slot_read(struct rfs_fs *fs, const char *name, uint64_t *ino, struct stat *st)
+{
+	unsigned long long slot;
+	char extra, path[PATH_MAX];
+	uint8_t h[RFS_STAGE_HDR];
+	uint64_t idx;
+	if (sscanf(name, "s.%llu%c", &slot, &extra) != 1)
+		return -ENOENT;
+	slot_path(fs, slot, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fstat(fd, st) < 0 ? -errno : 0;
+	if (rc == 0 && (st->st_size < RFS_STAGE_HDR || rfs_pread_full(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+			slot_header_parse(h, ino, &idx) < 0))
+		rc = -ENOENT;
+	close(fd);
+	return rc;
 }

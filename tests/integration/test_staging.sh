@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Staging slots (fs/data.c): dirty blocks live in CACHE/staging/s.<N> behind a header naming
+# the block, and are kept open up to an fd budget.
+#   1. With a budget of 3 fds (ROAMFS_TEST_SLOT_FDS) and uploads held back, 23 files (small,
+#      multi-block, rewritten, truncated, sparse) read back right from staging, `status`
+#      counts them, the daemon is SIGKILLed and a mount with the same cache recovers every byte;
+#      an empty-cache mount then shows them all (they reached the store).
+#   2. Staging files of an earlier version (<ino>.<idx>, data only; free.N) are recovered at
+#      mount: the data reaches the file and the store, free.N files are removed.
+#   3. A slot with a damaged header does not stop the mount and is emptied.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+[ -n "$PY" ] || fail "python3 not found"
+
+rfs_format ws
+mp=$(rfs_mp ws)
+cache=$(rfs_cache ws)
+src=$WORK/src
+mkdir -p "$src"
+
+step "23 files (25 blocks) staged with a 3-fd budget and uploads held back"
+export ROAMFS_TEST_SLOT_FDS=3
+rfs_mount ws --flush-interval 600000
+unset ROAMFS_TEST_SLOT_FDS
+mkdir "$mp/d"
+# One process writes everything and keeps the files open: the daemon uploads data of files
+# open for writing only at the flush interval (set far away above) or after 5 s.
+"$PY" - "$src" "$mp/d" "$WORK/ready" "$WORK/done" <<'PY' &
+import os, sys, time
+src, dst, ready, done = sys.argv[1:]
+held = []
+def both(name, fn):
+    for d in (src, dst):
+        fd = os.open(f"{d}/{name}", os.O_RDWR | os.O_CREAT, 0o644)
+        fn(fd)
+        if d == dst:
+            held.append(fd)
+        else:
+            os.close(fd)
+for i in range(1, 21):
+    data = os.urandom(i * 7919)
+    both(f"f{i}", lambda fd: os.write(fd, data))
+big = os.urandom(9 * 1024 * 1024 + 5)          # three 4 MiB blocks
+patch = os.urandom(3000)                       # rewritten across a block boundary
+both("big", lambda fd: (os.write(fd, big), os.pwrite(fd, patch, 4 * 1024 * 1024 - 1000)))
+t = os.urandom(300000)                         # truncated inside a staged block, then grown
+both("t", lambda fd: (os.write(fd, t), os.ftruncate(fd, 5000), os.ftruncate(fd, 200000)))
+sp = os.urandom(10000)                         # sparse: data at 12 MiB only
+both("sparse", lambda fd: os.pwrite(fd, sp, 12 * 1024 * 1024))
+open(ready, "w").close()
+while not os.path.exists(done):
+    time.sleep(0.05)
+PY
+holder=$!
+for _ in $(seq 1 600); do [ -e "$WORK/ready" ] && break; kill -0 $holder 2>/dev/null || break; sleep 0.1; done
+[ -e "$WORK/ready" ] || fail "the writer did not finish"
+for f in "$src"/*; do assert_same_file "$f" "$mp/d/$(basename "$f")" "staged $(basename "$f") read back"; done
+json=$("$ROAMFS" status "$mp" --json) || true
+files=$(printf '%s' "$json" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["mounts"][0]["dirty_files"])')
+[ "$files" = 23 ] || fail "status counts $files dirty files, expected 23 (json: $json)"
+slots=$(find "$cache/staging" -name 's.*' -size +0 | wc -l)
+[ "$slots" = 25 ] || fail "$slots non-empty staging slots for 25 dirty blocks"
+ls "$cache/staging" | grep -Ev '^s\.[0-9]+$' && fail "staging holds files that are not slots"
+
+step "SIGKILL and a mount with the same cache recovers every staged byte"
+rfs_kill9 ws
+touch "$WORK/done"
+wait $holder || true
+rfs_mount ws
+for f in "$src"/*; do assert_same_file "$f" "$mp/d/$(basename "$f")" "$(basename "$f") after SIGKILL"; done
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait after recovery failed"
+[ "$(find "$cache/staging" -name 's.*' -size +0 | wc -l)" = 0 ] || fail "slots still hold data after sync --wait"
+rfs_umount ws
+rfs_new_cache ws
+rfs_mount ws
+for f in "$src"/*; do assert_same_file "$f" "$mp/d/$(basename "$f")" "$(basename "$f") from an empty cache"; done
+
+step "staging files of an earlier version are recovered"
+printf 'old content\n' >"$mp/d/legacy"
+ino=$(stat -c %i "$mp/d/legacy")
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ws
+cache=$(rfs_cache ws)
+head -c 70000 /dev/urandom >"$src/legacy"
+cp "$src/legacy" "$cache/staging/$ino.0"
+: >"$cache/staging/free.7"
+# a slot with a damaged header
+head -c 500 /dev/urandom >"$cache/staging/s.999"
+rfs_mount ws
+assert_same_file "$src/legacy" "$mp/d/legacy" "legacy staging file $ino.0 after mount"
+[ ! -e "$cache/staging/$ino.0" ] || fail "legacy staging file $ino.0 still there after its recovery"
+[ ! -e "$cache/staging/free.7" ] || fail "legacy free.7 not removed"
+[ "$(stat -c %s "$cache/staging/s.999" 2>/dev/null || echo 0)" = 0 ] || fail "damaged slot s.999 not emptied"
+assert_match 's\.999.*no valid header' "$(rfs_logfile ws)" "log line for the damaged slot"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ws
+rfs_new_cache ws
+rfs_mount ws
+assert_same_file "$src/legacy" "$mp/d/legacy" "legacy data from an empty cache"
+rfs_umount ws
