@@ -243,14 +243,13 @@ static int load_host_id(struct rfs_fs *fs)
 	return rc;
 }
 
-/* Frees every node and closes the staging slots (teardown: no other thread runs). */
+/* Frees every node (teardown: no other thread runs). */
 static void nodes_free(struct rfs_fs *fs)
 {
 	for (size_t i = 0; i < NODE_BUCKETS; i++) {
 		struct node *n = fs->nodes[i];
 		while (n) {
 			struct node *next = n->hnext;
-			core_close_slots(fs, n);
 			pthread_mutex_destroy(&n->lock);
 			free(n->blocks);
 			free(n);
@@ -258,7 +257,6 @@ static void nodes_free(struct rfs_fs *fs)
 		}
 		fs->nodes[i] = NULL;
 	}
-	core_close_slots(fs, NULL);
 }
 
 int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err, size_t errlen)
@@ -267,6 +265,8 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	if (!fs)
 		return -ENOMEM;
 	fs->lock_fd = -1;
+	for (int a = 0; a < RFS_ARENAS; a++)
+		fs->arena_fd[a] = -1;
 	fs->cfg = *cfg;
 	if (fs->cfg.flush_interval_ms <= 0)
 		fs->cfg.flush_interval_ms = 1000;
@@ -434,18 +434,16 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		rfs_meta_orphans(fs->meta, drop_orphan, fs);
 		rfs_meta_commit(fs->meta);
 	}
-	/* dirty blocks keep their staging slots open: as many fds as the hard limit allows, half
-	 * of them for slots (the rest for the store's connections, the cache, FUSE) */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		fs->slot_fd_budget =
-		    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20) ? (1 << 19) : (long)rl.rlim_cur / 2;
-	if (getenv("ROAMFS_TEST_SLOT_FDS")) /* tests: the path past the budget */
-		fs->slot_fd_budget = atol(getenv("ROAMFS_TEST_SLOT_FDS"));
+	rc = core_arenas_open(fs);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot open the staging arenas in '%s': %s", fs->staging_dir, strerror(-rc));
+		goto fail;
+	}
 	rc = core_recover_staging(fs);
 	if (rc < 0) {
 		snprintf(err, errlen,
@@ -458,6 +456,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	return 0;
 fail:
 	nodes_free(fs);
+	core_arenas_close(fs, 0);
 	rfs_sync_close(fs->sync);
 	rfs_ranges_close(fs->ranges);
 	rfs_cache_close(fs->cache);
@@ -523,6 +522,10 @@ int rfs_fs_close(struct rfs_fs *fs)
 		rc = rc ? rc : src;
 	}
 	nodes_free(fs);
+	uint64_t sbytes = 0, sfiles = 0;
+	int64_t soldest = 0;
+	core_staged_summary(fs, &sbytes, &sfiles, &soldest);
+	core_arenas_close(fs, sfiles == 0); /* shrunk to nothing unless data waits there */
 	rfs_sync_close(fs->sync);
 	rfs_ranges_close(fs->ranges);
 	rfs_cache_close(fs->cache);
@@ -566,12 +569,6 @@ const char *rfs_fs_store_url(struct rfs_fs *fs)
 	return fs->store->url;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -588,43 +585,14 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 	st->last_commit_s = ss.last_commit_ms ? (rfs_monotonic_ms() - ss.last_commit_ms) / 1000 : -1;
 	if (rfs_sync_store_head(fs->sync, &st->head_seq) < 0)
 		st->head_seq = -1;
-	/* staged data: what the staging directory holds right now */
-	st->oldest_dirty_s = -1;
-	DIR *d = opendir(fs->staging_dir);
-	if (d) {
-		struct dirent *de;
-		uint64_t *inos = NULL;
-		size_t n = 0, cap = 0;
-		time_t now = time(NULL), oldest = 0;
-		while ((de = readdir(d))) {
-			uint64_t ino;
-			struct stat sb;
-			if (core_slot_read(fs, de->d_name, &ino, &sb) < 0)
-				continue;
-			st->dirty_bytes += (uint64_t)sb.st_size - RFS_STAGE_HDR;
-			if (!oldest || sb.st_mtime < oldest)
-				oldest = sb.st_mtime;
-			if (n == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				uint64_t *ni = realloc(inos, nc * sizeof(*ni));
-				if (!ni)
-					continue;
-				inos = ni;
-				cap = nc;
-			}
-			inos[n++] = ino;
-		}
-		closedir(d);
-		if (n) {
-			qsort(inos, n, sizeof(*inos), cmp_u64);
-			st->dirty_files = 1;
-			for (size_t i = 1; i < n; i++)
-				st->dirty_files += inos[i] != inos[i - 1];
-		}
-		free(inos);
-		if (oldest)
-			st->oldest_dirty_s = now - oldest;
-	}
+	/* staged data: what the staging arenas hold right now */
+	uint64_t files = 0;
+	int64_t oldest = 0;
+	core_staged_summary(fs, &st->dirty_bytes, &files, &oldest);
+	st->dirty_files = files;
+	st->oldest_dirty_s = oldest ? (rfs_now_ns() - oldest) / 1000000000LL : -1;
+	if (st->oldest_dirty_s < -1)
+		st->oldest_dirty_s = 0; /* the clock stepped back */
 	/* a failing data upload first, and only while there is staged data it concerns (the
 	 * file may have been deleted since) */
 	char up[256] = "";

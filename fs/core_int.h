@@ -50,10 +50,10 @@
 #ifndef RFS_UPLOADS_IN_FLIGHT
 #define RFS_UPLOADS_IN_FLIGHT 3 /* full packs (32 MiB each) uploading while a flush seals the next */
 #endif
-#ifndef RFS_STAGING_POOL
-#define RFS_STAGING_POOL 1024 /* emptied staging slots kept open for reuse */
+#ifndef RFS_ARENAS
+#define RFS_ARENAS 4 /* staging arena files (a write holds its file's inode lock) */
 #endif
-#define RFS_STAGE_HDR 64 /* bytes before a staging slot's data: which block it holds */
+#define RFS_STAGE_HDR 64 /* bytes before a staged block's data in its region: which block */
 #ifndef RFS_TRASH_SECONDS
 #define RFS_TRASH_SECONDS 86400 /* deleted files stay in /.trash for a day by default */
 #endif
@@ -67,20 +67,14 @@
 /* Prefetch job kinds (prefetch.h): a block hash, or a file whose directory to prefetch. */
 enum { PF_BLOCK, PF_SIBLINGS };
 
-/* A dirty block. Its bytes live in the staging slot CACHE/staging/s.<slot> after a header
- * naming (ino, idx); fd is kept open on it (-1 when the daemon is over its fd budget, then
- * each access opens the slot by name). Protected by the node's lock. */
+/* A dirty block. Its bytes live in region `slot` of the staging arenas (data.c, "staging
+ * arenas"): [0, len) is its content, anything past len reads as zeros. Protected by the
+ * node's lock. */
 struct dblock {
 	uint64_t idx;
 	uint64_t gen;
 	uint64_t slot;
-	int fd;
-};
-
-/* An emptied staging slot, kept open for the next dirty block. */
-struct free_slot {
-	uint64_t slot;
-	int fd;
+	uint64_t len;
 };
 
 struct node {
@@ -133,12 +127,12 @@ struct rfs_fs {
 	char host_id[40];
 
 	pthread_mutex_t flush_lock; /* one flush at a time; truncate waits for it */
-	pthread_mutex_t free_lock;  /* protects the staging slot pool and counters below */
-	struct free_slot free_slots[RFS_STAGING_POOL];
-	size_t nfree;
-	uint64_t slot_next;    /* the next new slot number */
-	long slot_fds;         /* fds held open on slots (dirty blocks and the pool) */
-	long slot_fd_budget;   /* at most this many; set from RLIMIT_NOFILE at open */
+	int arena_fd[RFS_ARENAS];   /* CACHE/staging/arena.<i>: the staged blocks */
+	uint64_t slot_stride;       /* bytes per region: header + block, page-aligned */
+	pthread_mutex_t free_lock;  /* protects the free regions below */
+	uint64_t *free_slots;
+	size_t nfree, capfree;
+	uint64_t slot_next;    /* regions at or past it were never handed out */
 	int64_t mount_time;    /* ns: times of the virtual .trash directory */
 	int64_t last_purge_ms; /* bg thread only */
 
@@ -188,11 +182,13 @@ void *core_bg_thread(void *arg);
 void core_bg_kick(struct rfs_fs *fs);
 /* At open: dirty state from the staging files of a killed daemon; returns blocks found or -errno. */
 int core_recover_staging(struct rfs_fs *fs);
-/* Which inode a staging slot file (name in the staging dir) holds data of, and its stat.
- * -ENOENT when it is free or not a slot. */
-int core_slot_read(struct rfs_fs *fs, const char *name, uint64_t *ino, struct stat *st);
-/* Teardown: closes the staging slots of node n's dirty blocks, or (n NULL) of the pool. */
-void core_close_slots(struct rfs_fs *fs, struct node *n);
+/* Staged data right now (for status): bytes, distinct files, oldest write (ns, 0 if none).
+ * Reads the arenas' headers; safe while the file system runs. */
+void core_staged_summary(struct rfs_fs *fs, uint64_t *bytes, uint64_t *files, int64_t *oldest_ns);
+/* Open: creates/opens the arenas (0 or -errno). Teardown: closes them, emptied first when
+ * nothing is staged any more. */
+int core_arenas_open(struct rfs_fs *fs);
+void core_arenas_close(struct rfs_fs *fs, int empty);
 
 /* namespace.c: names, the trash, xattrs and ACLs */
 

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,171 +57,204 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
 	return NULL;
 }
 
-static void slot_path(struct rfs_fs *fs, uint64_t slot, char *buf, size_t len)
+/* Staging arenas. A dirty block's bytes live in a region of one of RFS_ARENAS sparse files,
+ * CACHE/staging/arena.<a>: region r of arena a is slot r*RFS_ARENAS+a, at r*slot_stride, and
+ * holds a header of RFS_STAGE_HDR bytes (magic, ino, idx, staged length, time of the last
+ * write, an XXH3 of those) followed by the block. Every write rewrites the header (one
+ * pwritev with the data when the write starts the block, the common small-file case). A
+ * retired region is punched out (a hole reads as zeros: an invalid header, i.e. free) and
+ * its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
+ * and a write that leaves a gap past it zeroes the gap first.
+ *
+ * Earlier versions kept a file per dirty block (<ino>.<idx>, recycled through free.N by
+ * renames, opened for every write): creating, renaming, opening and closing them was a sixth
+ * of the daemon's CPU copying the Python stdlib, and creating files on ext4 after many
+ * deletions costs ~0.2 ms each in its search for a reusable inode. An arena costs no
+ * directory operation at all; a handful of files spreads the inode lock writes take. */
+
+struct slot_hdr {
+	uint64_t ino, idx, len;
+	int64_t mtime_ns;
+};
+
+static void put64(uint8_t *p, uint64_t v)
 {
-	snprintf(buf, len, "%s/s.%" PRIu64, fs->staging_dir, slot);
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* Staging slots. A dirty block's bytes live in a slot file, CACHE/staging/s.<N>: a header of
- * RFS_STAGE_HDR bytes naming the block (magic, ino, idx, a check of those) and then the
- * block's bytes from offset 0 on. Slots are reused rather than created and deleted, and kept
- * open: a file per dirty block named after it (<ino>.<idx>, format of earlier versions) cost
- * a create or rename, an open and a close per new block and a truncate and a rename at
- * retirement - a sixth of the daemon's CPU copying the Python stdlib. Now a new block costs
- * one pwrite (the header) and a retired one an ftruncate to 0 (an empty slot is free: the
- * recovery skips it). An fd kept open is never closed while the slot is in use, so ext4's
- * auto_da_alloc (writeback at the first close after a truncate to 0) never fires on them.
- * The daemon keeps at most slot_fd_budget fds on slots; past it, a dirty block's slot is
- * opened by name for each access (correct, only slower). */
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
 
-static void slot_header(uint8_t h[RFS_STAGE_HDR], uint64_t ino, uint64_t idx)
+static void slot_header(uint8_t h[RFS_STAGE_HDR], const struct slot_hdr *sh)
 {
 	memset(h, 0, RFS_STAGE_HDR);
-	memcpy(h, "RFSSTG1", 8);
-	for (int i = 0; i < 8; i++) {
-		h[8 + i] = (uint8_t)(ino >> (8 * i));
-		h[16 + i] = (uint8_t)(idx >> (8 * i));
-	}
-	uint64_t x = rfs_xsum(h, 24);
-	for (int i = 0; i < 8; i++)
-		h[24 + i] = (uint8_t)(x >> (8 * i));
+	memcpy(h, "RFSSTG2", 8);
+	put64(h + 8, sh->ino);
+	put64(h + 16, sh->idx);
+	put64(h + 24, sh->len);
+	put64(h + 32, (uint64_t)sh->mtime_ns);
+	put64(h + 40, rfs_xsum(h, 40));
 }
 
-/* Decodes a slot header. Returns 0, or -EINVAL when it is not one (torn, foreign). */
-static int slot_header_parse(const uint8_t h[RFS_STAGE_HDR], uint64_t *ino, uint64_t *idx)
+/* Decodes a region's header. Returns 0, or -EINVAL for a free region (a hole reads as zeros)
+ * or a torn one. */
+static int slot_header_parse(const uint8_t h[RFS_STAGE_HDR], uint64_t block_size, struct slot_hdr *sh)
 {
-	uint64_t x = 0, want = rfs_xsum(h, 24);
-	*ino = *idx = 0;
-	for (int i = 0; i < 8; i++) {
-		*ino |= (uint64_t)h[8 + i] << (8 * i);
-		*idx |= (uint64_t)h[16 + i] << (8 * i);
-		x |= (uint64_t)h[24 + i] << (8 * i);
-	}
-	return memcmp(h, "RFSSTG1", 8) || x != want ? -EINVAL : 0;
+	if (memcmp(h, "RFSSTG2", 8) || get64(h + 40) != rfs_xsum(h, 40))
+		return -EINVAL;
+	sh->ino = get64(h + 8);
+	sh->idx = get64(h + 16);
+	sh->len = get64(h + 24);
+	sh->mtime_ns = (int64_t)get64(h + 32);
+	return sh->len > block_size ? -EINVAL : 0;
 }
 
-/* Counts an fd against the budget. Returns 1 if it may be kept open. */
-static int slot_fd_keep(struct rfs_fs *fs)
+/* The arena fd of a slot, and where its region starts. */
+static int slot_where(const struct rfs_fs *fs, uint64_t slot, off_t *base)
 {
-	pthread_mutex_lock(&fs->free_lock);
-	int ok = fs->slot_fds < fs->slot_fd_budget;
-	if (ok)
-		fs->slot_fds++;
-	pthread_mutex_unlock(&fs->free_lock);
-	return ok;
+	*base = (off_t)(slot / RFS_ARENAS * fs->slot_stride);
+	return fs->arena_fd[slot % RFS_ARENAS];
 }
 
-static void slot_fd_drop(struct rfs_fs *fs, int fd)
+/* Makes [from, to) of a slot's data read as zeros: a hole, or written zeros where the file
+ * system cannot punch. */
+static int slot_zero(struct rfs_fs *fs, uint64_t slot, uint64_t from, uint64_t to)
 {
-	close(fd);
-	pthread_mutex_lock(&fs->free_lock);
-	fs->slot_fds--;
-	pthread_mutex_unlock(&fs->free_lock);
-}
-
-/* Puts an empty, open slot into the pool, or closes and deletes it when the pool is full. */
-static void slot_pool_put(struct rfs_fs *fs, uint64_t slot, int fd)
-{
-	pthread_mutex_lock(&fs->free_lock);
-	if (fs->nfree < RFS_STAGING_POOL) {
-		fs->free_slots[fs->nfree++] = (struct free_slot){slot, fd};
-		pthread_mutex_unlock(&fs->free_lock);
-		return;
-	}
-	pthread_mutex_unlock(&fs->free_lock);
-	char path[PATH_MAX];
-	slot_path(fs, slot, path, sizeof(path));
-	unlink(path);
-	slot_fd_drop(fs, fd);
-}
-
-/* Gives d a slot holding block (ino, idx) with no data yet: a pooled one, else a new file. */
-static int slot_take(struct rfs_fs *fs, uint64_t ino, uint64_t idx, struct dblock *d)
-{
-	uint8_t h[RFS_STAGE_HDR];
-	char path[PATH_MAX];
-	int fd = -1, counted = 0;
-	pthread_mutex_lock(&fs->free_lock);
-	if (fs->nfree) {
-		struct free_slot f = fs->free_slots[--fs->nfree];
-		d->slot = f.slot;
-		fd = f.fd;
-		counted = 1;
-	} else {
-		d->slot = fs->slot_next++;
-	}
-	pthread_mutex_unlock(&fs->free_lock);
-	slot_path(fs, d->slot, path, sizeof(path));
-	if (fd < 0) {
-		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0)
-			return -errno;
-		counted = slot_fd_keep(fs);
-	}
-	slot_header(h, ino, idx);
-	ssize_t w = rfs_pwrite_full(fd, h, sizeof(h), 0);
-	if (w < 0) {
-		if (ftruncate(fd, 0) < 0 || !counted) {
-			unlink(path);
-			if (counted)
-				slot_fd_drop(fs, fd);
-			else
-				close(fd);
-		} else {
-			slot_pool_put(fs, d->slot, fd);
-		}
-		return (int)w;
-	}
-	if (counted) {
-		d->fd = fd;
-	} else {
-		d->fd = -1;
-		close(fd);
+	off_t base;
+	int fd = slot_where(fs, slot, &base);
+	if (to <= from)
+		return 0;
+	off_t at = base + RFS_STAGE_HDR + (off_t)from;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, (off_t)(to - from)) == 0)
+		return 0;
+	static const uint8_t zeros[65536];
+	while (from < to) {
+		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
+		ssize_t w = rfs_pwrite_full(fd, zeros, n, at);
+		if (w < 0)
+			return (int)w;
+		from += n;
+		at += (off_t)n;
 	}
 	return 0;
 }
 
-/* Empties d's slot (its data is stored or no longer wanted) and returns it to the pool. */
-static void slot_release(struct rfs_fs *fs, struct dblock *d)
+/* A free region for a new dirty block of length 0. */
+static uint64_t slot_take(struct rfs_fs *fs)
 {
-	char path[PATH_MAX];
-	slot_path(fs, d->slot, path, sizeof(path));
-	int fd = d->fd;
-	if (fd < 0) {
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd >= 0 && !slot_fd_keep(fs)) {
-			close(fd);
-			fd = -1;
+	pthread_mutex_lock(&fs->free_lock);
+	uint64_t slot = fs->nfree ? fs->free_slots[--fs->nfree] : fs->slot_next++;
+	pthread_mutex_unlock(&fs->free_lock);
+	return slot;
+}
+
+static void slot_put_free(struct rfs_fs *fs, uint64_t slot)
+{
+	pthread_mutex_lock(&fs->free_lock);
+	if (fs->nfree == fs->capfree) {
+		size_t nc = fs->capfree ? fs->capfree * 2 : 256;
+		uint64_t *nf = realloc(fs->free_slots, nc * sizeof(*nf));
+		if (!nf) {
+			pthread_mutex_unlock(&fs->free_lock);
+			return; /* the region stays unused: only address space in a sparse file */
 		}
-		if (fd < 0) {
-			unlink(path);
+		fs->free_slots = nf;
+		fs->capfree = nc;
+	}
+	fs->free_slots[fs->nfree++] = slot;
+	pthread_mutex_unlock(&fs->free_lock);
+}
+
+/* Frees d's region (its data is stored or no longer wanted): punched out, or at least its
+ * header cleared so that a recovery does not take it for staged data. */
+static void slot_release(struct rfs_fs *fs, const struct dblock *d)
+{
+	off_t base;
+	int fd = slot_where(fs, d->slot, &base);
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, base, (off_t)fs->slot_stride) < 0) {
+		static const uint8_t zeros[RFS_STAGE_HDR];
+		if (rfs_pwrite_full(fd, zeros, sizeof(zeros), base) < 0) {
+			RFS_LOG(LOG_ERR, "cannot clear staging region %" PRIu64 " in '%s': %s; it is not reused",
+				d->slot, fs->staging_dir, strerror(errno));
 			return;
 		}
 	}
-	d->fd = -1;
-	if (ftruncate(fd, 0) < 0) {
-		unlink(path); /* cannot empty it: never reuse it, and never recover it */
-		slot_fd_drop(fs, fd);
-		return;
+	slot_put_free(fs, d->slot);
+}
+
+/* Writes len bytes at boff into block d of inode ino, and the header with the new length. */
+static int slot_write(struct rfs_fs *fs, uint64_t ino, struct dblock *d, const void *data, size_t len, uint64_t boff)
+{
+	off_t base;
+	int fd = slot_where(fs, d->slot, &base);
+	int rc = 0;
+	if (boff > d->len && (rc = slot_zero(fs, d->slot, d->len, boff)) < 0)
+		return rc; /* the gap held someone else's bytes */
+	uint64_t nlen = boff + len > d->len ? boff + len : d->len;
+	struct slot_hdr sh = {ino, d->idx, nlen, rfs_now_ns()};
+	uint8_t h[RFS_STAGE_HDR];
+	slot_header(h, &sh);
+	if (boff == 0 && len) {
+		struct iovec iov[2] = {{h, sizeof(h)}, {(void *)data, len}};
+		ssize_t w = pwritev(fd, iov, 2, base);
+		if (w < 0)
+			return -errno;
+		if ((size_t)w < sizeof(h) + len) { /* short: finish with the plain loops */
+			size_t done = (size_t)w;
+			if (done < sizeof(h) &&
+			    (rc = (int)rfs_pwrite_full(fd, h + done, sizeof(h) - done, base + (off_t)done)) < 0)
+				return rc;
+			size_t ddone = done > sizeof(h) ? done - sizeof(h) : 0;
+			ssize_t r = rfs_pwrite_full(fd, (const uint8_t *)data + ddone, len - ddone,
+						    base + RFS_STAGE_HDR + (off_t)ddone);
+			if (r < 0)
+				return (int)r;
+		}
+	} else {
+		ssize_t w = len ? rfs_pwrite_full(fd, data, len, base + RFS_STAGE_HDR + (off_t)boff) : 0;
+		if (w < 0)
+			return (int)w;
+		w = rfs_pwrite_full(fd, h, sizeof(h), base);
+		if (w < 0)
+			return (int)w;
 	}
-	slot_pool_put(fs, d->slot, fd);
+	d->len = nlen;
+	return 0;
 }
 
-/* An fd on d's slot for one access; give it back with slot_fd_done. */
-static int slot_fd(struct rfs_fs *fs, const struct dblock *d)
+/* Sets block d's staged length (truncate): bytes past it now read as zeros. */
+static int slot_set_len(struct rfs_fs *fs, uint64_t ino, struct dblock *d, uint64_t len)
 {
-	if (d->fd >= 0)
-		return d->fd;
-	char path[PATH_MAX];
-	slot_path(fs, d->slot, path, sizeof(path));
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	int rc = 0;
+	if (len < d->len)
+		rc = slot_zero(fs, d->slot, len, d->len);
+	else if (len > d->len)
+		rc = slot_zero(fs, d->slot, d->len, len);
+	if (rc < 0)
+		return rc;
+	d->len = len < d->len ? len : d->len; /* the header write below sets the new length */
+	return slot_write(fs, ino, d, NULL, 0, len);
 }
 
-static void slot_fd_done(const struct dblock *d, int fd)
+/* Reads len bytes at boff of block d into out; past the staged length, zeros. */
+static int slot_read(struct rfs_fs *fs, const struct dblock *d, uint64_t boff, size_t len, void *out)
 {
-	if (fd >= 0 && fd != d->fd)
-		close(fd);
+	off_t base;
+	int fd = slot_where(fs, d->slot, &base);
+	size_t have = boff < d->len ? (size_t)(d->len - boff) : 0;
+	if (have > len)
+		have = len;
+	ssize_t r = have ? rfs_pread_full(fd, out, have, base + RFS_STAGE_HDR + (off_t)boff) : 0;
+	if (r < 0)
+		return (int)r;
+	memset((uint8_t *)out + r, 0, len - (size_t)r);
+	return 0;
 }
 
 static int dblock_add(struct node *n, const struct dblock *d)
@@ -610,17 +644,8 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 			   char *out)
 {
 	const struct dblock *d = n ? dblock_find(n, idx) : NULL;
-	if (d) {
-		int fd = slot_fd(fs, d);
-		if (fd < 0)
-			return fd;
-		ssize_t r = rfs_pread_full(fd, out, len, RFS_STAGE_HDR + (off_t)off);
-		slot_fd_done(d, fd);
-		if (r < 0)
-			return (int)r;
-		memset(out + r, 0, len - (size_t)r);
-		return 0;
-	}
+	if (d)
+		return slot_read(fs, d, off, len, out);
 	uint8_t hash[RFS_HASH_LEN];
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_bmap_get(fs->meta, ino, idx, hash);
@@ -671,10 +696,8 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 		*out = d;
 		return 0;
 	}
-	struct dblock nd = {.idx = idx, .fd = -1};
-	int rc = slot_take(fs, n->ino, idx, &nd);
-	if (rc < 0)
-		return rc;
+	struct dblock nd = {.idx = idx, .slot = slot_take(fs)};
+	int rc = 0;
 	if (!overwrite_all) {
 		uint8_t hash[RFS_HASH_LEN];
 		rfs_meta_lock(fs->meta);
@@ -689,11 +712,7 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 			if (rc == 0 && start + blen > n->size)
 				blen = n->size > start ? (uint32_t)(n->size - start) : 0;
 			if (rc == 0) {
-				int fd = slot_fd(fs, &nd);
-				ssize_t w = fd < 0 ? fd : rfs_pwrite_full(fd, buf, blen, RFS_STAGE_HDR);
-				slot_fd_done(&nd, fd);
-				if (w < 0)
-					rc = (int)w;
+				rc = slot_write(fs, n->ino, &nd, buf, blen, 0);
 				free(buf);
 			}
 		} else if (rc == -ENOENT) {
@@ -946,15 +965,9 @@ ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf
 			rc = r;
 			break;
 		}
-		int fd = slot_fd(fs, d);
-		if (fd < 0) {
-			rc = fd;
-			break;
-		}
-		ssize_t w = rfs_pwrite_full(fd, buf + done, chunk, RFS_STAGE_HDR + (off_t)boff);
-		slot_fd_done(d, fd);
-		if (w < 0) {
-			rc = w;
+		r = slot_write(fs, ino, d, buf + done, chunk, boff);
+		if (r < 0) {
+			rc = r;
 			break;
 		}
 		done += chunk;
@@ -1253,18 +1266,14 @@ static int seal_node(struct rfs_fs *fs, struct flush_batch *b, struct node *n, s
 			pthread_mutex_unlock(&n->lock);
 			continue; /* written or truncated since the snapshot: next round */
 		}
-		int fd = slot_fd(fs, d);
-		ssize_t r = fd < 0 ? fd : rfs_pread_full(fd, buf, len, RFS_STAGE_HDR);
-		slot_fd_done(d, fd);
+		rc = slot_read(fs, d, 0, len, buf);
 		uint64_t slot = d->slot;
 		pthread_mutex_unlock(&n->lock);
-		if (r < 0) {
-			rc = (int)r;
-			RFS_LOG(LOG_ERR, "cannot read staging slot '%s/s.%" PRIu64 "' (inode %" PRIu64 "): %s",
-				fs->staging_dir, slot, n->ino, strerror(-rc));
+		if (rc < 0) {
+			RFS_LOG(LOG_ERR, "cannot read staging region %" PRIu64 " in '%s' (inode %" PRIu64 "): %s", slot,
+				fs->staging_dir, n->ino, strerror(-rc));
 			break;
 		}
-		memset(buf + r, 0, len - (size_t)r);
 		if (all_zero(buf, len)) {
 			s.hole = 1;
 		} else {
@@ -1560,9 +1569,7 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 			rc = make_dirty(fs, n, idx, 0, &d);
 			if (rc < 0)
 				goto out;
-			int fd = slot_fd(fs, d);
-			rc = fd < 0 ? fd : ftruncate(fd, RFS_STAGE_HDR + (off_t)tail) < 0 ? -errno : 0;
-			slot_fd_done(d, fd);
+			rc = slot_set_len(fs, ino, d, tail);
 			if (rc < 0)
 				goto out;
 			mark_dirty(n);
@@ -1806,10 +1813,10 @@ int rfs_fallocate(struct rfs_fs *fs, uint64_t ino, int mode, uint64_t off, uint6
 /* ---------- crash recovery ---------- */
 
 /* Re-creates dirty state from staging files left by a daemon that was killed. */
-/* Makes block nd->idx of ino dirty with the data its slot holds (len bytes, last written at
- * mtime_ns), as a crash left it. Takes over the slot. Returns 1 if recovered, 0 if the file
- * is gone (the slot is freed), or -errno. */
-static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, uint64_t len, int64_t mtime_ns)
+/* Makes block nd.idx of ino dirty with the data its region holds (nd.len bytes, last
+ * written at mtime_ns), as a crash left it. Takes over the region. Returns 1 if recovered, 0
+ * if the file is gone (the region is freed), or -errno. */
+static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, int64_t mtime_ns)
 {
 	struct rfs_attr a;
 	rfs_meta_lock(fs->meta);
@@ -1828,9 +1835,9 @@ static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, uint
 	node_load_attr(fs, n);
 	struct dblock *old = dblock_find(n, nd.idx);
 	if (old) {
-		/* not made by a daemon (a block has one slot at a time): keep the later data */
+		/* not made by a daemon (a block has one region at a time): keep the later data */
 		RFS_LOG(LOG_WARNING,
-			"staging slots s.%" PRIu64 " and s.%" PRIu64 " both hold block %" PRIu64 " of inode %" PRIu64
+			"staging regions %" PRIu64 " and %" PRIu64 " both hold block %" PRIu64 " of inode %" PRIu64
 			"; keeping the later one",
 			old->slot, nd.slot, nd.idx, ino);
 		if (mtime_ns > n->mtime) {
@@ -1844,7 +1851,8 @@ static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, uint
 		slot_release(fs, &nd);
 	}
 	if (rc == 0) {
-		uint64_t end = nd.idx * fs->format.block_size + len;
+		struct dblock *d = dblock_find(n, nd.idx);
+		uint64_t end = d->idx * fs->format.block_size + d->len;
 		if (end > n->size)
 			n->size = end;
 		if (mtime_ns > n->mtime)
@@ -1858,7 +1866,7 @@ static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, uint
 	return rc < 0 ? rc : 1;
 }
 
-/* A staging file of an earlier version (<ino>.<idx>, only data), moved into a slot. */
+/* A staging file of an earlier version (<ino>.<idx>, only data), moved into a region. */
 static int recover_legacy(struct rfs_fs *fs, const char *path, uint64_t ino, uint64_t idx)
 {
 	struct stat st;
@@ -1881,21 +1889,15 @@ static int recover_legacy(struct rfs_fs *fs, const char *path, uint64_t ino, uin
 		rc = (int)r;
 		goto out;
 	}
-	struct dblock nd = {.idx = idx, .fd = -1};
-	rc = slot_take(fs, ino, idx, &nd);
-	if (rc < 0)
-		goto out;
-	int fd = slot_fd(fs, &nd);
-	ssize_t w = fd < 0 ? fd : rfs_pwrite_full(fd, buf, (size_t)r, RFS_STAGE_HDR);
-	slot_fd_done(&nd, fd);
-	if (w < 0) {
+	struct dblock nd = {.idx = idx, .slot = slot_take(fs)};
+	rc = slot_write(fs, ino, &nd, buf, (size_t)r, 0);
+	if (rc < 0) {
 		slot_release(fs, &nd);
-		rc = (int)w;
 		goto out;
 	}
-	rc = recover_block(fs, ino, nd, (uint64_t)r, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+	rc = recover_block(fs, ino, nd, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
 	if (rc >= 0)
-		unlink(path); /* its data is in a slot now */
+		unlink(path); /* its data is in a region now */
 out:
 	if (in >= 0)
 		close(in);
@@ -1903,51 +1905,82 @@ out:
 	return rc;
 }
 
-/* One slot file found at mount: a dirty block to flush again, or a free slot for the pool. */
-static int recover_slot(struct rfs_fs *fs, const char *path, uint64_t slot)
+/* Calls fn for every region of every arena holding staged data (torn or free regions are
+ * skipped). Regions are found by reading each header up to the arena's size; holes read
+ * fast. Stops at the first negative return of fn and returns it. */
+static int arena_scan(struct rfs_fs *fs, int (*fn)(void *arg, uint64_t slot, const struct slot_hdr *sh), void *arg)
 {
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	struct stat st;
-	uint8_t h[RFS_STAGE_HDR];
-	uint64_t ino, idx;
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return -errno;
+	for (int a = 0; a < RFS_ARENAS; a++) {
+		struct stat st;
+		if (fstat(fs->arena_fd[a], &st) < 0)
+			return -errno;
+		uint64_t nreg = ((uint64_t)st.st_size + fs->slot_stride - 1) / fs->slot_stride;
+		for (uint64_t r = 0; r < nreg; r++) {
+			uint8_t h[RFS_STAGE_HDR];
+			struct slot_hdr sh;
+			ssize_t got = rfs_pread_full(fs->arena_fd[a], h, sizeof(h), (off_t)(r * fs->slot_stride));
+			if (got < 0)
+				return (int)got;
+			if (got != (ssize_t)sizeof(h) || slot_header_parse(h, fs->format.block_size, &sh) < 0)
+				continue;
+			int rc = fn(arg, r * RFS_ARENAS + (uint64_t)a, &sh);
+			if (rc < 0)
+				return rc;
+		}
 	}
-	int counted = slot_fd_keep(fs);
-	struct dblock nd = {.slot = slot, .fd = counted ? fd : -1};
-	if (st.st_size < RFS_STAGE_HDR || rfs_pread_full(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-	    slot_header_parse(h, &ino, &idx) < 0) {
-		if (st.st_size)
-			RFS_LOG(LOG_WARNING, "staging slot '%s' has no valid header; emptying it", path);
-		if (!counted)
-			close(fd);
-		slot_release(fs, &nd); /* free (emptied by a retirement) or torn: reuse */
-		return 0;
-	}
-	if (!counted)
-		close(fd);
-	nd.idx = idx;
-	return recover_block(fs, ino, nd, (uint64_t)st.st_size - RFS_STAGE_HDR,
-			     st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+	return 0;
+}
+
+struct recover_ctx {
+	struct rfs_fs *fs;
+	uint8_t *used; /* per slot below slot_next: holds a recovered block */
+	int found;
+};
+
+static int recover_region(void *arg, uint64_t slot, const struct slot_hdr *sh)
+{
+	struct recover_ctx *c = arg;
+	struct dblock nd = {.idx = sh->idx, .slot = slot, .len = sh->len};
+	c->used[slot] = 1;
+	int rc = recover_block(c->fs, sh->ino, nd, sh->mtime_ns);
+	if (rc > 0)
+		c->found++;
+	if (rc < 0)
+		RFS_LOG(LOG_ERR, "cannot recover staged block %" PRIu64 " of inode %" PRIu64 ": %s", sh->idx, sh->ino,
+			strerror(-rc));
+	return rc < 0 ? rc : 0;
 }
 
 int core_recover_staging(struct rfs_fs *fs)
 {
+	/* the arenas first: legacy files moved into regions must not take a used one */
+	uint64_t regions = 0;
+	for (int a = 0; a < RFS_ARENAS; a++) {
+		struct stat st;
+		if (fstat(fs->arena_fd[a], &st) < 0)
+			return -errno;
+		uint64_t nreg = ((uint64_t)st.st_size + fs->slot_stride - 1) / fs->slot_stride;
+		if (nreg > regions)
+			regions = nreg;
+	}
+	struct recover_ctx c = {.fs = fs, .used = calloc(regions * RFS_ARENAS + 1, 1)};
+	if (!c.used)
+		return -ENOMEM;
+	fs->slot_next = regions * RFS_ARENAS;
+	int rc = arena_scan(fs, recover_region, &c);
+	/* every other region below slot_next is free (a hole or an emptied header) */
+	for (uint64_t slot = fs->slot_next; rc == 0 && slot-- > 0;)
+		if (!c.used[slot])
+			slot_put_free(fs, slot);
+	free(c.used);
+	if (rc < 0)
+		return rc;
 	DIR *d = opendir(fs->staging_dir);
 	if (!d)
 		return -errno;
 	struct dirent *de;
-	int found = 0, rc = 0;
 	unsigned long long a, b;
 	char extra;
-	/* first the slot numbers in use, so that new slots (legacy files moved) take fresh ones */
-	while ((de = readdir(d)))
-		if (sscanf(de->d_name, "s.%llu%c", &a, &extra) == 1 && a >= fs->slot_next)
-			fs->slot_next = a + 1;
-	rewinddir(d);
 	while (rc >= 0 && (de = readdir(d))) {
 		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "%s/%s", fs->staging_dir, de->d_name);
@@ -1955,54 +1988,98 @@ int core_recover_staging(struct rfs_fs *fs)
 			unlink(path); /* a pooled file of an earlier version */
 			continue;
 		}
-		if (sscanf(de->d_name, "s.%llu%c", &a, &extra) == 1)
-			rc = recover_slot(fs, path, a);
-		else if (sscanf(de->d_name, "%llu.%llu%c", &a, &b, &extra) == 2)
-			rc = recover_legacy(fs, path, a, b);
-		else
+		if (sscanf(de->d_name, "%llu.%llu%c", &a, &b, &extra) != 2)
 			continue;
+		rc = recover_legacy(fs, path, a, b);
 		if (rc > 0)
-			found++;
+			c.found++;
 		if (rc < 0)
 			RFS_LOG(LOG_ERR, "cannot recover staging file '%s': %s", path, strerror(-rc));
 	}
 	closedir(d);
 	if (rc < 0)
 		return rc;
-	if (found)
-		RFS_LOG(LOG_NOTICE, "recovered %d unsaved blocks from staging; uploading them", found);
-	return found;
+	if (c.found)
+		RFS_LOG(LOG_NOTICE, "recovered %d unsaved blocks from staging; uploading them", c.found);
+	return c.found;
 }
 
-/* Closes the fds of the slot pool and of dirty blocks left (at teardown). */
-void core_close_slots(struct rfs_fs *fs, struct node *n)
+int core_arenas_open(struct rfs_fs *fs)
 {
-	if (n) {
-		for (size_t i = 0; i < n->nblocks; i++)
-			if (n->blocks[i].fd >= 0)
-				close(n->blocks[i].fd);
-		return;
+	/* a region: the header, then a whole block, page-aligned so regions punch cleanly */
+	fs->slot_stride = ((uint64_t)RFS_STAGE_HDR + fs->format.block_size + 4095) / 4096 * 4096;
+	for (int a = 0; a < RFS_ARENAS; a++)
+		fs->arena_fd[a] = -1;
+	for (int a = 0; a < RFS_ARENAS; a++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/arena.%d", fs->staging_dir, a);
+		fs->arena_fd[a] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fs->arena_fd[a] < 0)
+			return -errno;
 	}
-	while (fs->nfree)
-		close(fs->free_slots[--fs->nfree].fd);
+	return 0;
 }
 
-int core_slot_read(struct rfs_fs *fs, const char *name, uint64_t *ino, struct stat *st)
+void core_arenas_close(struct rfs_fs *fs, int empty)
 {
-	unsigned long long slot;
-	char extra, path[PATH_MAX];
-	uint8_t h[RFS_STAGE_HDR];
-	uint64_t idx;
-	if (sscanf(name, "s.%llu%c", &slot, &extra) != 1)
-		return -ENOENT;
-	slot_path(fs, slot, path, sizeof(path));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fstat(fd, st) < 0 ? -errno : 0;
-	if (rc == 0 && (st->st_size < RFS_STAGE_HDR || rfs_pread_full(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-			slot_header_parse(h, ino, &idx) < 0))
-		rc = -ENOENT;
-	close(fd);
-	return rc;
+	for (int a = 0; a < RFS_ARENAS; a++) {
+		if (fs->arena_fd[a] < 0)
+			continue;
+		if (empty && ftruncate(fs->arena_fd[a], 0) < 0)
+			RFS_LOG(LOG_WARNING, "cannot empty staging arena %d in '%s': %s", a, fs->staging_dir,
+				strerror(errno));
+		close(fs->arena_fd[a]);
+		fs->arena_fd[a] = -1;
+	}
+	free(fs->free_slots);
+	fs->free_slots = NULL;
+	fs->nfree = fs->capfree = 0;
+}
+
+struct summary_ctx {
+	uint64_t bytes;
+	int64_t oldest;
+	uint64_t *inos;
+	size_t n, cap;
+};
+
+static int summary_region(void *arg, uint64_t slot, const struct slot_hdr *sh)
+{
+	(void)slot;
+	struct summary_ctx *c = arg;
+	c->bytes += sh->len;
+	if (!c->oldest || sh->mtime_ns < c->oldest)
+		c->oldest = sh->mtime_ns;
+	if (c->n == c->cap) {
+		size_t nc = c->cap ? c->cap * 2 : 64;
+		uint64_t *ni = realloc(c->inos, nc * sizeof(*ni));
+		if (!ni)
+			return 0; /* a low file count is all that is lost */
+		c->inos = ni;
+		c->cap = nc;
+	}
+	c->inos[c->n++] = sh->ino;
+	return 0;
+}
+
+static int cmp_ino(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void core_staged_summary(struct rfs_fs *fs, uint64_t *bytes, uint64_t *files, int64_t *oldest_ns)
+{
+	struct summary_ctx c = {0};
+	arena_scan(fs, summary_region, &c);
+	*files = 0;
+	if (c.n) {
+		qsort(c.inos, c.n, sizeof(*c.inos), cmp_ino);
+		*files = 1;
+		for (size_t i = 1; i < c.n; i++)
+			*files += c.inos[i] != c.inos[i - 1];
+	}
+	free(c.inos);
+	*bytes = c.bytes;
+	*oldest_ns = c.oldest;
 }
