@@ -12,6 +12,7 @@ mp=$(rfs_mp ws)
 mkdir -p "$mp/env/lib" "$mp/model"
 head -c $((24 << 20)) /dev/urandom >"$mp/model/weights.bin"
 for i in $(seq 1 300); do echo "module $i" >"$mp/env/lib/m$i.py"; done
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"   # their own packs
 # one directory whose files land in five different packs (a flush each)
 mkdir -p "$mp/pkg"
 for i in 1 2 3 4 5; do
