@@ -1323,11 +1323,12 @@ static int cmd_warmup(int argc, char **argv)
 static int mount_helper(int argc, char **argv)
 {
 	const char *store = NULL, *mp = NULL, *opts = NULL;
+	int fake = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-o") && i + 1 < argc)
 			opts = argv[++i];
 		else if (argv[i][0] == '-')
-			continue; /* -s (sloppy), -f (fake), -n (no mtab), -v (verbose): nothing to do */
+			fake |= strchr(argv[i] + 1, 'f') != NULL; /* -s (sloppy), -n (no mtab), -v: nothing */
 		else if (!store)
 			store = argv[i];
 		else if (!mp)
@@ -1338,6 +1339,8 @@ static int mount_helper(int argc, char **argv)
 			"usage: mount.roamfs STORE MOUNTPOINT [-o cache-dir=DIR,cache-size=SIZE,allow_other,...]\n");
 		return 2;
 	}
+	if (fake)
+		return 0; /* mount -f: everything but the mount itself, and there is nothing else */
 	char *nargv[8];
 	int n = 0;
 	nargv[n++] = "mount";

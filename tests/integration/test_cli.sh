@@ -88,6 +88,10 @@ mount -t roamfs "$(rfs_store ws)" "$mp" -o "cache-dir=$WORK/ws/cache.mt,allow_ot
   { cleanup_helper; fail "mount -t roamfs failed"; }
 assert_eq hello "$(cat "$mp/hello")" "a file read through the mount -t roamfs mount"
 "$ROAMFS" umount "$mp" >/dev/null || { cleanup_helper; fail "umount after mount -t failed"; }
+# mount -f (fake): mount(8) goes through the helper but nothing may be mounted
+/sbin/mount.roamfs "$(rfs_store ws)" "$mp" -f -o "cache-dir=$WORK/ws/cache.mt" ||
+  { cleanup_helper; fail "mount.roamfs -f failed"; }
+mountpoint -q "$mp" && { cleanup_helper; fail "mount.roamfs -f (fake) mounted"; }
 echo "$(rfs_store ws) $mp roamfs cache-dir=$WORK/ws/cache.fstab,_netdev,noauto 0 0" >"$WORK/fstab"
 mount --fstab "$WORK/fstab" "$mp" || { cleanup_helper; fail "mount of an fstab line failed"; }
 assert_eq mine "$(cat "$mp/userdir/file")" "a file read through the fstab mount"
