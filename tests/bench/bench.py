@@ -212,6 +212,19 @@ def report(path):
         p(line)
     p("ratios: roamfs time / local time and roamfs time / best peer time (min of s3fs, rclone);"
       " < 1 means roamfs is faster.")
+    floor = res.get("fuse-floor", {})
+    if "na" in floor:
+        p("FUSE floor: n/a (%s)" % floor["na"])
+    elif num(floor.get("W1")):
+        f1 = num(floor.get("W1"))
+        line = ("FUSE floor (tests/bench/nullfs.c: the kernel's FUSE requests and nothing else): "
+                "W1 %.2f s" % f1)
+        if num(val("local", "W1")):
+            line += " = %.2fx local" % (f1 / num(val("local", "W1")))
+        for t in ("roamfs-file", "roamfs-s3"):
+            if num(val(t, "W1")):
+                line += "; %s W1 = %.2fx the floor" % (t, num(val(t, "W1")) / f1)
+        p(line)
     p("")
 
     # throughput

@@ -610,6 +610,28 @@ run_target() {
   rm -rf "${W:?}/$CUR"
 }
 
+# The FUSE floor: W1 into tests/bench/nullfs.c, a FUSE file system that keeps names and
+# attributes in memory and drops data (the same mount options and capabilities as roamfs).
+# What any FUSE file system pays for the kernel's requests alone; `report` shows it next to W1.
+fuse_floor() {
+  CUR=fuse-floor MP=$W/fuse-floor/mp DPID="" BUCKET=""
+  mkdir -p "$MP"
+  # shellcheck disable=SC2046
+  if ! cc -std=c11 -D_GNU_SOURCE -O2 -o "$W/nullfs" "$HERE/nullfs.c" $(pkg-config fuse3 --cflags --libs) >>"$RUNLOG" 2>&1; then
+    rec "$CUR" na "cannot build tests/bench/nullfs.c (see run.log)"; return
+  fi
+  "$W/nullfs" "$MP" >>"$RUNLOG" 2>&1 &
+  DPID=$!
+  PIDS+=("$DPID"); MOUNTS+=("$MP")
+  if ! wait_mounted "$DPID" 20; then rec "$CUR" na "nullfs did not mount"; return; fi
+  step W1 w1_copy
+  fusermount3 -u "$MP" 2>>"$RUNLOG" || fusermount3 -uz "$MP" 2>/dev/null
+  local i; for ((i = 0; i < 50; i++)); do pid_alive "$DPID" || break; sleep 0.1; done
+  pid_alive "$DPID" && kill -TERM "$DPID"
+  DPID=""
+}
+[ "${BENCH_FLOOR:-1}" = 1 ] && fuse_floor
+
 for t in ${TARGETS//,/ }; do
   case $t in
     local|roamfs-file|roamfs-s3|s3fs|rclone) run_target "$t" ;;
