@@ -522,10 +522,12 @@ int rfs_fs_close(struct rfs_fs *fs)
 		rc = rc ? rc : src;
 	}
 	nodes_free(fs);
-	uint64_t sbytes = 0, sfiles = 0;
+	/* shrunk to nothing only when surely nothing waits there */
+	uint64_t sbytes = 0, sfiles = 1;
 	int64_t soldest = 0;
-	core_staged_summary(fs, &sbytes, &sfiles, &soldest);
-	core_arenas_close(fs, sfiles == 0); /* shrunk to nothing unless data waits there */
+	int empty =
+	    !fs->cfg.read_only && rc == 0 && core_staged_summary(fs, &sbytes, &sfiles, &soldest) == 0 && sfiles == 0;
+	core_arenas_close(fs, empty);
 	rfs_sync_close(fs->sync);
 	rfs_ranges_close(fs->ranges);
 	rfs_cache_close(fs->cache);

@@ -128,6 +128,7 @@ struct rfs_fs {
 
 	pthread_mutex_t flush_lock; /* one flush at a time; truncate waits for it */
 	int arena_fd[RFS_ARENAS];   /* CACHE/staging/arena.<i>: the staged blocks */
+	int no_punch;               /* atomic: the cache file system cannot punch holes */
 	uint64_t slot_stride;       /* bytes per region: header + block, page-aligned */
 	pthread_mutex_t free_lock;  /* protects the free regions below */
 	uint64_t *free_slots;
@@ -180,11 +181,13 @@ void core_upload_error(struct rfs_fs *fs, char *buf, size_t len);
 void *core_bg_thread(void *arg);
 /* Wakes the background thread without waiting. */
 void core_bg_kick(struct rfs_fs *fs);
-/* At open: dirty state from the staging files of a killed daemon; returns blocks found or -errno. */
+/* At open: dirty state from the staging arenas of a killed daemon (and staging files of
+ * earlier versions); returns blocks found or -errno. */
 int core_recover_staging(struct rfs_fs *fs);
 /* Staged data right now (for status): bytes, distinct files, oldest write (ns, 0 if none).
- * Reads the arenas' headers; safe while the file system runs. */
-void core_staged_summary(struct rfs_fs *fs, uint64_t *bytes, uint64_t *files, int64_t *oldest_ns);
+ * Reads the arenas' headers; safe while the file system runs. Returns 0, or -errno when an
+ * arena could not be read (the counts are then too low). */
+int core_staged_summary(struct rfs_fs *fs, uint64_t *bytes, uint64_t *files, int64_t *oldest_ns);
 /* Open: creates/opens the arenas (0 or -errno). Teardown: closes them, emptied first when
  * nothing is staged any more. */
 int core_arenas_open(struct rfs_fs *fs);

@@ -1,5 +1,5 @@
 /*
- * data.c - the data path of the filesystem core: dirty blocks in staging files, block I/O,
+ * data.c - the data path of the filesystem core: dirty blocks in staging arenas, block I/O,
  * the flush, truncate and open files (see core.h for the contract and the lock order,
  * core_int.h for what it shares with core.c and namespace.c).
  *
@@ -9,11 +9,11 @@
  *   DIRTY(g) --flush seals gen g, stores the pack, writes the block map--> CLEAN if the gen is
  *   still g, else stays DIRTY (written again during the upload; flushed next round).
  *
- * A DIRTY block's bytes live in a staging slot (CACHE/staging/s.<N>, see "staging slots"
- * below) and only there until the flush commits, so the slot is emptied only after the
- * metadata naming the stored block is in the DB (and that metadata only after the pack is in
- * the store: invariant C1). A daemon killed at any point finds the slots at the next mount
- * and flushes them again.
+ * A DIRTY block's bytes live in a region of the staging arenas (CACHE/staging/arena.<a>, see
+ * "staging arenas" below) and only there until the flush commits, so the region is freed
+ * only after the metadata naming the stored block is in the DB (and that metadata only after
+ * the pack is in the store: invariant C1). A daemon killed at any point finds the regions at
+ * the next mount and flushes them again.
  *
  * A flush's packs: OPEN (being filled) --full--> UPLOADING (its own thread, up to
  * RFS_UPLOADS_IN_FLIGHT) --joined--> STORED or FAILED. The block map is written only when
@@ -47,7 +47,7 @@
 #include "fs/wincache.h"
 #include "sync/commit.h"
 
-/* ---------- dirty blocks and staging files ---------- */
+/* ---------- dirty blocks and the staging arenas ---------- */
 
 static struct dblock *dblock_find(struct node *n, uint64_t idx)
 {
@@ -65,6 +65,14 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
  * retired region is punched out (a hole reads as zeros: an invalid header, i.e. free) and
  * its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
  * and a write that leaves a gap past it zeroes the gap first.
+ *
+ * Crash order. A write's data and header may land partly when the daemon is killed in the
+ * middle. Where the region was punched, a header landing before the data shows zeros (as a
+ * short write would); where the file system cannot punch (fs->no_punch), the region holds
+ * an earlier block's bytes, so the data goes first and the header, which makes it count,
+ * second. A shrinking truncate writes the new length before zeroing the tail; a growing one
+ * zeroes first. A region whose header cannot be cleared is never freed: its block stays
+ * dirty (flushed again, the same content) rather than coming back at the next mount.
  *
  * Earlier versions kept a file per dirty block (<ino>.<idx>, recycled through free.N by
  * renames, opened for every write): creating, renaming, opening and closing them was a sixth
@@ -131,8 +139,11 @@ static int slot_zero(struct rfs_fs *fs, uint64_t slot, uint64_t from, uint64_t t
 	if (to <= from)
 		return 0;
 	off_t at = base + RFS_STAGE_HDR + (off_t)from;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, (off_t)(to - from)) == 0)
+	if (!__atomic_load_n(&fs->no_punch, __ATOMIC_ACQUIRE) &&
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, (off_t)(to - from)) == 0)
 		return 0;
+	if (errno == EOPNOTSUPP)
+		__atomic_store_n(&fs->no_punch, 1, __ATOMIC_RELEASE);
 	static const uint8_t zeros[65536];
 	while (from < to) {
 		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
@@ -172,20 +183,26 @@ static void slot_put_free(struct rfs_fs *fs, uint64_t slot)
 }
 
 /* Frees d's region (its data is stored or no longer wanted): punched out, or at least its
- * header cleared so that a recovery does not take it for staged data. */
-static void slot_release(struct rfs_fs *fs, const struct dblock *d)
+ * header cleared so that a recovery does not take it for staged data. Returns 0, or -errno
+ * when the header could not be cleared: the region is still d's and must stay in use. */
+static int slot_release(struct rfs_fs *fs, const struct dblock *d)
 {
 	off_t base;
 	int fd = slot_where(fs, d->slot, &base);
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, base, (off_t)fs->slot_stride) < 0) {
+	if (__atomic_load_n(&fs->no_punch, __ATOMIC_ACQUIRE) ||
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, base, (off_t)fs->slot_stride) < 0) {
+		if (errno == EOPNOTSUPP)
+			__atomic_store_n(&fs->no_punch, 1, __ATOMIC_RELEASE);
 		static const uint8_t zeros[RFS_STAGE_HDR];
-		if (rfs_pwrite_full(fd, zeros, sizeof(zeros), base) < 0) {
-			RFS_LOG(LOG_ERR, "cannot clear staging region %" PRIu64 " in '%s': %s; it is not reused",
-				d->slot, fs->staging_dir, strerror(errno));
-			return;
+		ssize_t w = rfs_pwrite_full(fd, zeros, sizeof(zeros), base);
+		if (w < 0) {
+			RFS_LOG(LOG_ERR, "cannot clear staging region %" PRIu64 " in '%s': %s; its block stays staged",
+				d->slot, fs->staging_dir, strerror((int)-w));
+			return (int)w;
 		}
 	}
 	slot_put_free(fs, d->slot);
+	return 0;
 }
 
 /* Writes len bytes at boff into block d of inode ino, and the header with the new length. */
@@ -200,7 +217,7 @@ static int slot_write(struct rfs_fs *fs, uint64_t ino, struct dblock *d, const v
 	struct slot_hdr sh = {ino, d->idx, nlen, rfs_now_ns()};
 	uint8_t h[RFS_STAGE_HDR];
 	slot_header(h, &sh);
-	if (boff == 0 && len) {
+	if (boff == 0 && len && !__atomic_load_n(&fs->no_punch, __ATOMIC_ACQUIRE)) {
 		struct iovec iov[2] = {{h, sizeof(h)}, {(void *)data, len}};
 		ssize_t w = pwritev(fd, iov, 2, base);
 		if (w < 0)
@@ -231,15 +248,17 @@ static int slot_write(struct rfs_fs *fs, uint64_t ino, struct dblock *d, const v
 /* Sets block d's staged length (truncate): bytes past it now read as zeros. */
 static int slot_set_len(struct rfs_fs *fs, uint64_t ino, struct dblock *d, uint64_t len)
 {
-	int rc = 0;
-	if (len < d->len)
-		rc = slot_zero(fs, d->slot, len, d->len);
-	else if (len > d->len)
-		rc = slot_zero(fs, d->slot, d->len, len);
-	if (rc < 0)
+	if (len > d->len)
+		return slot_write(fs, ino, d, NULL, 0, len); /* zeroes the gap, then the header */
+	uint64_t old = d->len;
+	d->len = len; /* the new length first: bytes past it are never read */
+	int rc = slot_write(fs, ino, d, NULL, 0, len);
+	if (rc < 0) {
+		d->len = old;
 		return rc;
-	d->len = len < d->len ? len : d->len; /* the header write below sets the new length */
-	return slot_write(fs, ino, d, NULL, 0, len);
+	}
+	slot_zero(fs, d->slot, len, old); /* only to give the space back */
+	return 0;
 }
 
 /* Reads len bytes at boff of block d into out; past the staged length, zeros. */
@@ -273,11 +292,16 @@ static int dblock_add(struct node *n, const struct dblock *d)
 	return 0;
 }
 
-static void dblock_remove(struct rfs_fs *fs, struct node *n, size_t i)
+/* Drops dirty block i and frees its region. Returns 0, or -errno when the region could not
+ * be freed: the block then stays (see "Crash order" above). */
+static int dblock_remove(struct rfs_fs *fs, struct node *n, size_t i)
 {
-	slot_release(fs, &n->blocks[i]);
+	int rc = slot_release(fs, &n->blocks[i]);
+	if (rc < 0)
+		return rc;
 	n->blocks[i] = n->blocks[n->nblocks - 1];
 	n->nblocks--;
+	return 0;
 }
 
 /* Recomputes the lock-free dirty summary. Caller holds n->lock. */
@@ -302,8 +326,11 @@ void core_discard_staging(struct rfs_fs *fs, uint64_t ino)
 	if (!n)
 		return;
 	pthread_mutex_lock(&n->lock);
+	/* the file is gone: a region that cannot be freed is left to the next mount's recovery,
+	 * which frees regions of inodes that no longer exist (ids are never reused) */
 	while (n->nblocks)
-		dblock_remove(fs, n, 0);
+		if (dblock_remove(fs, n, n->nblocks - 1) < 0)
+			n->nblocks--;
 	n->attr_dirty = n->atime_set = 0;
 	update_dirty(n);
 	pthread_mutex_unlock(&n->lock);
@@ -696,6 +723,8 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 		*out = d;
 		return 0;
 	}
+	/* a new block: returns 1, so that a caller whose write into it fails can drop it again
+	 * (an empty dirty block would replace the stored one at the next flush) */
 	struct dblock nd = {.idx = idx, .slot = slot_take(fs)};
 	int rc = 0;
 	if (!overwrite_all) {
@@ -726,7 +755,7 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 		return rc;
 	}
 	*out = &n->blocks[n->nblocks - 1];
-	return 0;
+	return 1;
 }
 
 /* Loads the node's size/times from the DB if it has no newer ones. Caller holds n->lock. */
@@ -965,8 +994,11 @@ ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf
 			rc = r;
 			break;
 		}
+		int created = r;
 		r = slot_write(fs, ino, d, buf + done, chunk, boff);
 		if (r < 0) {
+			if (created)
+				dblock_remove(fs, n, (size_t)(d - n->blocks));
 			rc = r;
 			break;
 		}
@@ -1556,10 +1588,12 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 	if (size < n->size) {
 		uint64_t keep = (size + bs - 1) / bs; /* blocks still (partly) inside */
 		for (size_t i = 0; i < n->nblocks;) {
-			if (n->blocks[i].idx >= keep)
-				dblock_remove(fs, n, i);
-			else
+			if (n->blocks[i].idx < keep) {
 				i++;
+			} else if ((rc = dblock_remove(fs, n, i)) < 0) {
+				update_dirty(n);
+				goto out; /* nothing committed: the size stays, as does the block */
+			}
 		}
 		update_dirty(n);
 		uint32_t tail = (uint32_t)(size % bs);
@@ -1812,7 +1846,6 @@ int rfs_fallocate(struct rfs_fs *fs, uint64_t ino, int mode, uint64_t off, uint6
 
 /* ---------- crash recovery ---------- */
 
-/* Re-creates dirty state from staging files left by a daemon that was killed. */
 /* Makes block nd.idx of ino dirty with the data its region holds (nd.len bytes, last
  * written at mtime_ns), as a crash left it. Takes over the region. Returns 1 if recovered, 0
  * if the file is gone (the region is freed), or -errno. */
@@ -1822,15 +1855,15 @@ static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, int6
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_get_attr(fs->meta, ino, &a);
 	rfs_meta_unlock(fs->meta);
-	if (rc < 0 || !S_ISREG(a.mode)) {
+	if (rc == -ENOENT || (rc == 0 && !S_ISREG(a.mode))) {
 		slot_release(fs, &nd); /* the file was deleted: its data can go */
 		return 0;
 	}
+	if (rc < 0)
+		return rc; /* the region stays for the next mount */
 	struct node *n = core_node_get(fs, ino, 1);
-	if (!n) {
-		slot_release(fs, &nd);
+	if (!n)
 		return -ENOMEM;
-	}
 	pthread_mutex_lock(&n->lock);
 	node_load_attr(fs, n);
 	struct dblock *old = dblock_find(n, nd.idx);
@@ -1840,15 +1873,22 @@ static int recover_block(struct rfs_fs *fs, uint64_t ino, struct dblock nd, int6
 			"staging regions %" PRIu64 " and %" PRIu64 " both hold block %" PRIu64 " of inode %" PRIu64
 			"; keeping the later one",
 			old->slot, nd.slot, nd.idx, ino);
-		if (mtime_ns > n->mtime) {
+		uint8_t h[RFS_STAGE_HDR];
+		struct slot_hdr oh = {0};
+		off_t base;
+		int fd = slot_where(fs, old->slot, &base);
+		if (rfs_pread_full(fd, h, sizeof(h), base) != (ssize_t)sizeof(h) ||
+		    slot_header_parse(h, fs->format.block_size, &oh) < 0)
+			oh.mtime_ns = INT64_MIN; /* unreadable: the other one wins */
+		if (mtime_ns > oh.mtime_ns) {
 			struct dblock keep = *old;
 			*old = nd;
 			old->gen = keep.gen;
 			nd = keep;
 		}
 		slot_release(fs, &nd);
-	} else if ((rc = dblock_add(n, &nd)) < 0) {
-		slot_release(fs, &nd);
+	} else {
+		rc = dblock_add(n, &nd); /* on failure the region stays for the next mount */
 	}
 	if (rc == 0) {
 		struct dblock *d = dblock_find(n, nd.idx);
@@ -2041,6 +2081,7 @@ struct summary_ctx {
 	int64_t oldest;
 	uint64_t *inos;
 	size_t n, cap;
+	int failed; /* out of memory: the file count is low */
 };
 
 static int summary_region(void *arg, uint64_t slot, const struct slot_hdr *sh)
@@ -2053,8 +2094,10 @@ static int summary_region(void *arg, uint64_t slot, const struct slot_hdr *sh)
 	if (c->n == c->cap) {
 		size_t nc = c->cap ? c->cap * 2 : 64;
 		uint64_t *ni = realloc(c->inos, nc * sizeof(*ni));
-		if (!ni)
-			return 0; /* a low file count is all that is lost */
+		if (!ni) {
+			c->failed = 1;
+			return 0;
+		}
 		c->inos = ni;
 		c->cap = nc;
 	}
@@ -2068,10 +2111,10 @@ static int cmp_ino(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-void core_staged_summary(struct rfs_fs *fs, uint64_t *bytes, uint64_t *files, int64_t *oldest_ns)
+int core_staged_summary(struct rfs_fs *fs, uint64_t *bytes, uint64_t *files, int64_t *oldest_ns)
 {
 	struct summary_ctx c = {0};
-	arena_scan(fs, summary_region, &c);
+	int rc = arena_scan(fs, summary_region, &c);
 	*files = 0;
 	if (c.n) {
 		qsort(c.inos, c.n, sizeof(*c.inos), cmp_ino);
@@ -2082,4 +2125,5 @@ void core_staged_summary(struct rfs_fs *fs, uint64_t *bytes, uint64_t *files, in
 	free(c.inos);
 	*bytes = c.bytes;
 	*oldest_ns = c.oldest;
+	return rc < 0 ? rc : c.failed ? -ENOMEM : 0;
 }

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Failures of the staging arenas (fs/data.c, "Crash order"), injected with faults_shim.c
+# (LD_PRELOAD; trigger files switch each fault on and off while the daemon runs):
+#   1. a write that would replace a stored block fails (ENOSPC): the file keeps its stored
+#      content, also from an empty cache after a sync;
+#   2. the arenas cannot be read at unmount: the flush fails, and the unmount must not empty
+#      the arenas; the next mount recovers the data;
+#   3. no hole punching, and the daemon killed in the middle of a write into a region that
+#      held another file's 4 MiB block: no byte of that file may show in the new one;
+#   4. no hole punching and no writes when a flushed region is freed: its header cannot be
+#      cleared, and the block must not come back over newer data at the next mount.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+rfs_require_file_store
+[ -n "$PY" ] || fail "python3 not found"
+command -v cc >/dev/null || skip "no C compiler for the fault shim"
+shim=$WORK/faults_shim.so
+cc -shared -fPIC -O1 -o "$shim" "$(dirname "$0")/faults_shim.c" -ldl || fail "cannot build faults_shim.c"
+faults=$WORK/faults
+mkdir -p "$faults"
+export ROAMFS_FAULTS_DIR=$faults
+# an ASan build wants its runtime first; the shim only wraps libc calls
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+
+rfs_format ws
+mp=$(rfs_mp ws)
+mount_faulty() { LD_PRELOAD=$shim rfs_mount ws "$@"; }
+count() {  # FILE BYTE: how often BYTE occurs in FILE
+  "$PY" -c 'import sys; print(open(sys.argv[1], "rb").read().count(sys.argv[2].encode()))' "$1" "$2"
+}
+
+step "1. a failed write over a stored block leaves the stored content"
+mount_faulty
+head -c 10000 /dev/zero | tr '\0' A >"$mp/f"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+touch "$faults/arena-write-fail"
+"$PY" - "$mp/f" <<'PY' && fail "a write with the staging disk failing succeeded"
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+try:
+    os.pwrite(fd, b"B" * 10000, 0)
+except OSError:
+    sys.exit(1)
+sys.exit(0)
+PY
+rm "$faults/arena-write-fail"
+echo 3 >/proc/sys/vm/drop_caches
+assert_eq 10000 "$(count "$mp/f" A)" "A bytes after the failed write"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ws
+rfs_new_cache ws
+rfs_mount ws
+assert_eq 10000 "$(count "$mp/f" A)" "A bytes from an empty cache after the failed write"
+rfs_umount ws
+
+step "2. arenas unreadable at unmount: nothing emptied, recovered at the next mount"
+mount_faulty
+head -c 50000 /dev/urandom >"$WORK/g"
+touch "$faults/arena-read-fail"
+cp "$WORK/g" "$mp/g"
+"$ROAMFS" umount "$mp" >/dev/null 2>&1 || true   # its flush cannot read the data: it may say so
+for _ in $(seq 1 100); do mountpoint -q "$mp" || break; sleep 0.1; done
+rm "$faults/arena-read-fail"
+[ "$(du -k "$(rfs_cache ws)/staging" | tail -1 | cut -f1)" -gt 40 ] || fail "the arenas were emptied at an unmount whose flush failed"
+rfs_mount ws
+assert_same_file "$WORK/g" "$mp/g" "g after the failed unmount and a new mount"
+rfs_umount ws
+
+step "3. no hole punching, killed in the middle of a write: no other file's bytes"
+touch "$faults/arena-no-punch"
+mount_faulty --flush-interval 600000
+head -c $((4 * 1024 * 1024)) /dev/zero | tr '\0' S >"$mp/secret"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"    # its region is freed, not punched
+: >"$mp/y"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+pid=$(rfs_pid ws)
+touch "$faults/arena-torn-kill"
+"$PY" - "$mp/y" <<'PY' || true
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, b"y" * 65536, 0)
+PY
+for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the daemon was not killed in the middle of the write"
+rm "$faults/arena-torn-kill"
+fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
+mount_faulty
+assert_eq 0 "$(count "$mp/y" S)" "bytes of another file in y after the torn write"
+rfs_umount ws
+
+step "4. a region whose header cannot be cleared does not come back over newer data"
+touch "$faults/arena-no-punch"
+mount_faulty
+# written while the arenas work, stored by fsync while they fail: freeing its region fails
+"$PY" - "$mp/h" "$faults/arena-write-fail" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"AAA")
+open(sys.argv[2], "w").close()
+os.fsync(fd)
+os.close(fd)
+PY
+rm "$faults/arena-write-fail"
+printf BBB >"$mp/h"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ws
+rm "$faults/arena-no-punch"
+rfs_mount ws
+assert_eq BBB "$(cat "$mp/h")" "h after a remount with the same cache"
+rfs_umount ws
+rfs_new_cache ws
+rfs_mount ws
+assert_eq BBB "$(cat "$mp/h")" "h from an empty cache"
+rfs_umount ws
