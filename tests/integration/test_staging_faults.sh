@@ -82,6 +82,7 @@ os.pwrite(fd, b"y" * 65536, 0)
 PY
 for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "the daemon was not killed in the middle of the write"
+if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
 rm "$faults/arena-torn-kill"
 fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
 mount_faulty
