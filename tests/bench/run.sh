@@ -630,9 +630,12 @@ fuse_floor() {
   pid_alive "$DPID" && kill -TERM "$DPID"
   DPID=""
 }
-[ "${BENCH_FLOOR:-1}" = 1 ] && fuse_floor
+FLOOR_DONE=0
+[ "${BENCH_FLOOR:-1}" = 1 ] || FLOOR_DONE=1
 
 for t in ${TARGETS//,/ }; do
+  # the floor right before the first FUSE target: the conditions its W1 is compared in
+  if [ "$t" != local ] && [ "$FLOOR_DONE" = 0 ]; then fuse_floor; FLOOR_DONE=1; fi
   case $t in
     local|roamfs-file|roamfs-s3|s3fs|rclone) run_target "$t" ;;
     *) log "unknown target '$t' (known: local roamfs-file roamfs-s3 s3fs rclone)" ;;
