@@ -273,6 +273,18 @@ int rfs_cache_open_block(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN])
 	return fd;
 }
 
+int rfs_cache_advise(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN])
+{
+	char path[PATH_MAX];
+	block_path(c, hash, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	close(fd);
+	return -rc;
+}
+
 int rfs_cache_put(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN], const void *data, uint32_t len)
 {
 	if (len > c->limit)

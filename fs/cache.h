@@ -32,6 +32,9 @@ void rfs_cache_close(struct rfs_cache *c);
 int rfs_cache_open_block(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
 /* Whether the block is cached (no hit/miss counted, no LRU change). */
 int rfs_cache_has(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
+/* Starts reading a cached block's file into the page cache in the background (a sequential
+ * reader will want it soon). No hit/miss counted, no LRU change. 0, or -ENOENT. */
+int rfs_cache_advise(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
 int rfs_cache_put(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN], const void *data, uint32_t len);
 void rfs_cache_get_stats(struct rfs_cache *c, struct rfs_cache_stats *st);
 

@@ -38,6 +38,9 @@
 #ifndef RFS_WINCACHE_BYTES
 #define RFS_WINCACHE_BYTES (48u << 20) /* fetched pack ranges kept in memory */
 #endif
+#ifndef RFS_ADVISE_BLOCKS
+#define RFS_ADVISE_BLOCKS 4 /* cached blocks ahead of a sequential reader read in by the kernel */
+#endif
 #ifndef RFS_READAHEAD_BLOCKS
 #define RFS_READAHEAD_BLOCKS 16 /* blocks fetched ahead of a sequential reader */
 #endif

@@ -802,8 +802,12 @@ static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t s
 		rfs_meta_lock(fs->meta);
 		int rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
 		rfs_meta_unlock(fs->meta);
-		if (rc == 0 && !rfs_cache_has(fs->cache, hash))
+		if (rc < 0)
+			continue;
+		if (!rfs_cache_has(fs->cache, hash))
 			rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
+		else if (i <= idx + RFS_ADVISE_BLOCKS)
+			rfs_cache_advise(fs->cache, hash); /* on the SSD: have the kernel read it ahead */
 	}
 }
 

@@ -251,6 +251,12 @@ static void cache_stats_hits_misses(void)
 	CHECK_OK(put_block(c, 3)); /* evicts 1 */
 	CHECK(!read_block(c, 1));  /* miss */
 	CHECK(has_block(c, 2));
+	/* read-ahead advice: a cached block's file, no hit or miss counted, no LRU change */
+	uint8_t adv_data[BLK], adv_hash[RFS_HASH_LEN];
+	make_block(2, adv_data, adv_hash);
+	CHECK_OK(rfs_cache_advise(c, adv_hash));
+	make_block(1, adv_data, adv_hash);
+	CHECK_EQ(rfs_cache_advise(c, adv_hash), -ENOENT);
 	rfs_cache_get_stats(c, &st);
 	CHECK_EQ(st.hits, 2);
 	CHECK_EQ(st.misses, 2);
