@@ -590,7 +590,7 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 	/* staged data: what the staging arenas hold right now */
 	uint64_t files = 0;
 	int64_t oldest = 0;
-	core_staged_summary(fs, &st->dirty_bytes, &files, &oldest);
+	int staged_rc = core_staged_summary(fs, &st->dirty_bytes, &files, &oldest);
 	st->dirty_files = files;
 	st->oldest_dirty_s = oldest ? (rfs_now_ns() - oldest) / 1000000000LL : -1;
 	if (st->oldest_dirty_s < -1)
@@ -598,7 +598,12 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 	/* a failing data upload first, and only while there is staged data it concerns (the
 	 * file may have been deleted since) */
 	char up[256] = "";
-	if (st->dirty_files)
+	if (staged_rc < 0) /* the counts above are too low: say so where the user looks */
+		snprintf(up, sizeof(up),
+			 "cannot read the staging arenas in '%s' (%s): staged data may be more "
+			 "than shown; check the cache disk",
+			 fs->staging_dir, strerror(-staged_rc));
+	else if (st->dirty_files)
 		core_upload_error(fs, up, sizeof(up));
 	snprintf(st->last_error, sizeof(st->last_error), "%s%s%s", up, up[0] && ss.last_error[0] ? "; " : "",
 		 ss.last_error);

@@ -58,6 +58,8 @@ mount_faulty
 head -c 50000 /dev/urandom >"$WORK/g"
 touch "$faults/arena-read-fail"
 cp "$WORK/g" "$mp/g"
+"$ROAMFS" status "$mp" --json >"$WORK/status.json" 2>&1 || true
+assert_match 'cannot read the staging arenas' "$WORK/status.json" "status while the arenas cannot be read"
 "$ROAMFS" umount "$mp" >/dev/null 2>&1 || true   # its flush cannot read the data: it may say so
 for _ in $(seq 1 100); do mountpoint -q "$mp" || break; sleep 0.1; done
 rm "$faults/arena-read-fail"
