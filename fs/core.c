@@ -447,8 +447,8 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	rc = core_recover_staging(fs);
 	if (rc < 0) {
 		snprintf(err, errlen,
-			 "cannot recover the unsaved data in staging directory '%s': %s (the log names the "
-			 "file; fix its permissions or free space and mount again)",
+			 "cannot recover the unsaved data in staging directory '%s': %s (see roamfs.log in "
+			 "the cache dir; nothing there was deleted: fix the cache disk and mount again)",
 			 fs->staging_dir, strerror(-rc));
 		goto fail;
 	}
@@ -597,16 +597,16 @@ int rfs_fs_get_status(struct rfs_fs *fs, struct rfs_fs_status *st)
 		st->oldest_dirty_s = 0; /* the clock stepped back */
 	/* a failing data upload first, and only while there is staged data it concerns (the
 	 * file may have been deleted since) */
-	char up[256] = "";
+	char up[256] = "", arena[256] = "";
 	if (staged_rc < 0) /* the counts above are too low: say so where the user looks */
-		snprintf(up, sizeof(up),
-			 "cannot read the staging arenas in '%s' (%s): staged data may be more "
-			 "than shown; check the cache disk",
+		snprintf(arena, sizeof(arena),
+			 "cannot read the staging arenas in '%s' (%s): staged data may be more than shown; "
+			 "check the cache disk",
 			 fs->staging_dir, strerror(-staged_rc));
-	else if (st->dirty_files)
+	if (st->dirty_files || staged_rc < 0)
 		core_upload_error(fs, up, sizeof(up));
-	snprintf(st->last_error, sizeof(st->last_error), "%s%s%s", up, up[0] && ss.last_error[0] ? "; " : "",
-		 ss.last_error);
+	snprintf(st->last_error, sizeof(st->last_error), "%s%s%s%s%s", arena, arena[0] && up[0] ? "; " : "", up,
+		 (arena[0] || up[0]) && ss.last_error[0] ? "; " : "", ss.last_error);
 	struct rfs_cache_stats cs;
 	rfs_cache_get_stats(fs->cache, &cs);
 	st->cache_used = cs.used;

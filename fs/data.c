@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,13 +65,17 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
  * its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
  * and a write that leaves a gap past it zeroes the gap first.
  *
- * Crash order. A write's data and header may land partly when the daemon is killed in the
- * middle. Where the region was punched, a header landing before the data shows zeros (as a
- * short write would); where the file system cannot punch (fs->no_punch), the region holds
- * an earlier block's bytes, so the data goes first and the header, which makes it count,
- * second. A shrinking truncate writes the new length before zeroing the tail; a growing one
- * zeroes first. A region whose header cannot be cleared is never freed: its block stays
- * dirty (flushed again, the same content) rather than coming back at the next mount.
+ * Crash order. A write may land partly when the daemon is killed in the middle of it (the
+ * kernel stops a buffered write between pages). So the data goes first and the header, which
+ * makes it count, second: a header never vouches for bytes that are not there (a block's
+ * stored content being copied in, or a region that still holds an earlier block's bytes
+ * because the file system cannot punch holes, fs->no_punch). A header is 64 bytes in one
+ * page and carries its own check. A shrinking truncate writes the new length before zeroing
+ * the tail; a growing one zeroes first. A new block is attached to its node only once its
+ * first write is in place, so a failed write never leaves an empty block that the flush
+ * would store over the old one. A region whose header cannot be cleared is never freed: its
+ * block stays dirty (flushed again, the same content) rather than coming back at the next
+ * mount.
  *
  * Earlier versions kept a file per dirty block (<ino>.<idx>, recycled through free.N by
  * renames, opened for every write): creating, renaming, opening and closing them was a sixth
@@ -217,30 +220,13 @@ static int slot_write(struct rfs_fs *fs, uint64_t ino, struct dblock *d, const v
 	struct slot_hdr sh = {ino, d->idx, nlen, rfs_now_ns()};
 	uint8_t h[RFS_STAGE_HDR];
 	slot_header(h, &sh);
-	if (boff == 0 && len && !__atomic_load_n(&fs->no_punch, __ATOMIC_ACQUIRE)) {
-		struct iovec iov[2] = {{h, sizeof(h)}, {(void *)data, len}};
-		ssize_t w = pwritev(fd, iov, 2, base);
-		if (w < 0)
-			return -errno;
-		if ((size_t)w < sizeof(h) + len) { /* short: finish with the plain loops */
-			size_t done = (size_t)w;
-			if (done < sizeof(h) &&
-			    (rc = (int)rfs_pwrite_full(fd, h + done, sizeof(h) - done, base + (off_t)done)) < 0)
-				return rc;
-			size_t ddone = done > sizeof(h) ? done - sizeof(h) : 0;
-			ssize_t r = rfs_pwrite_full(fd, (const uint8_t *)data + ddone, len - ddone,
-						    base + RFS_STAGE_HDR + (off_t)ddone);
-			if (r < 0)
-				return (int)r;
-		}
-	} else {
-		ssize_t w = len ? rfs_pwrite_full(fd, data, len, base + RFS_STAGE_HDR + (off_t)boff) : 0;
-		if (w < 0)
-			return (int)w;
-		w = rfs_pwrite_full(fd, h, sizeof(h), base);
-		if (w < 0)
-			return (int)w;
-	}
+	/* the data first, then the header that makes it count (see "Crash order") */
+	ssize_t w = len ? rfs_pwrite_full(fd, data, len, base + RFS_STAGE_HDR + (off_t)boff) : 0;
+	if (w < 0)
+		return (int)w;
+	w = rfs_pwrite_full(fd, h, sizeof(h), base);
+	if (w < 0)
+		return (int)w;
 	d->len = nlen;
 	return 0;
 }
@@ -713,9 +699,9 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 	return rc;
 }
 
-/* Makes block idx dirty, copying its current content into a staging file unless the caller
- * is about to overwrite all of it. Caller holds n->lock. */
-static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overwrite_all, struct dblock **out)
+/* Makes block idx dirty with a copy of its current content (a partial write or a truncate
+ * inside it comes next). Caller holds n->lock. */
+static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, struct dblock **out)
 {
 	struct dblock *d = dblock_find(n, idx);
 	if (d) {
@@ -723,39 +709,47 @@ static int make_dirty(struct rfs_fs *fs, struct node *n, uint64_t idx, int overw
 		*out = d;
 		return 0;
 	}
-	/* a new block: returns 1, so that a caller whose write into it fails can drop it again
-	 * (an empty dirty block would replace the stored one at the next flush) */
 	struct dblock nd = {.idx = idx, .slot = slot_take(fs)};
-	int rc = 0;
-	if (!overwrite_all) {
-		uint8_t hash[RFS_HASH_LEN];
-		rfs_meta_lock(fs->meta);
-		rc = rfs_meta_bmap_get(fs->meta, n->ino, idx, hash);
-		rfs_meta_unlock(fs->meta);
+	uint8_t hash[RFS_HASH_LEN];
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_bmap_get(fs->meta, n->ino, idx, hash);
+	rfs_meta_unlock(fs->meta);
+	if (rc == 0) {
+		uint8_t *buf = NULL;
+		uint32_t blen = 0;
+		rc = load_block(fs, hash, &buf, &blen, NULL);
+		/* never keep more than the file's current size in the block */
+		uint64_t start = idx * fs->format.block_size;
+		if (rc == 0 && start + blen > n->size)
+			blen = n->size > start ? (uint32_t)(n->size - start) : 0;
 		if (rc == 0) {
-			uint8_t *buf = NULL;
-			uint32_t blen = 0;
-			rc = load_block(fs, hash, &buf, &blen, NULL);
-			/* never keep more than the file's current size in the block */
-			uint64_t start = idx * fs->format.block_size;
-			if (rc == 0 && start + blen > n->size)
-				blen = n->size > start ? (uint32_t)(n->size - start) : 0;
-			if (rc == 0) {
-				rc = slot_write(fs, n->ino, &nd, buf, blen, 0);
-				free(buf);
-			}
-		} else if (rc == -ENOENT) {
-			rc = 0;
+			rc = slot_write(fs, n->ino, &nd, buf, blen, 0);
+			free(buf);
 		}
+	} else if (rc == -ENOENT) {
+		rc = 0; /* a hole: nothing to copy */
 	}
 	if (rc == 0)
 		rc = dblock_add(n, &nd);
 	if (rc < 0) {
-		slot_release(fs, &nd);
+		slot_release(fs, &nd); /* a failure leaves no valid header behind, or the copy */
 		return rc;
 	}
 	*out = &n->blocks[n->nblocks - 1];
-	return 1;
+	return 0;
+}
+
+/* A new dirty block whose first write replaces all of its old content: written first, then
+ * attached to the node, so that a failed write leaves the stored block as it was. */
+static int write_new_block(struct rfs_fs *fs, struct node *n, uint64_t idx, const char *data, size_t len, uint64_t boff)
+{
+	struct dblock nd = {.idx = idx, .slot = slot_take(fs)};
+	int rc = slot_write(fs, n->ino, &nd, data, len, boff);
+	if (rc == 0)
+		rc = dblock_add(n, &nd);
+	if (rc < 0)
+		slot_release(fs, &nd);
+	return rc;
 }
 
 /* Loads the node's size/times from the DB if it has no newer ones. Caller holds n->lock. */
@@ -992,17 +986,16 @@ ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf
 		if (old_len > bs)
 			old_len = bs;
 		int all = boff == 0 && chunk >= old_len;
-		struct dblock *d;
-		int r = make_dirty(fs, n, idx, all, &d);
-		if (r < 0) {
-			rc = r;
-			break;
+		struct dblock *d = dblock_find(n, idx);
+		int r;
+		if (!d && all) {
+			r = write_new_block(fs, n, idx, buf + done, chunk, boff);
+		} else {
+			r = make_dirty(fs, n, idx, &d);
+			if (r == 0)
+				r = slot_write(fs, ino, d, buf + done, chunk, boff);
 		}
-		int created = r;
-		r = slot_write(fs, ino, d, buf + done, chunk, boff);
 		if (r < 0) {
-			if (created)
-				dblock_remove(fs, n, (size_t)(d - n->blocks));
 			rc = r;
 			break;
 		}
@@ -1591,20 +1584,19 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 		goto out;
 	if (size < n->size) {
 		uint64_t keep = (size + bs - 1) / bs; /* blocks still (partly) inside */
+		/* A block whose region cannot be freed stays, past the new end: reads never reach it
+		 * and the flush drops it (a hole past EOF). Stopping here instead would leave the
+		 * blocks already dropped reading as their older stored content. */
 		for (size_t i = 0; i < n->nblocks;) {
-			if (n->blocks[i].idx < keep) {
+			if (n->blocks[i].idx < keep || dblock_remove(fs, n, i) < 0)
 				i++;
-			} else if ((rc = dblock_remove(fs, n, i)) < 0) {
-				update_dirty(n);
-				goto out; /* nothing committed: the size stays, as does the block */
-			}
 		}
 		update_dirty(n);
 		uint32_t tail = (uint32_t)(size % bs);
 		if (tail) {
 			uint64_t idx = size / bs;
 			struct dblock *d;
-			rc = make_dirty(fs, n, idx, 0, &d);
+			rc = make_dirty(fs, n, idx, &d);
 			if (rc < 0)
 				goto out;
 			rc = slot_set_len(fs, ino, d, tail);

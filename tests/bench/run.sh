@@ -623,7 +623,11 @@ fuse_floor() {
   "$W/nullfs" "$MP" >>"$RUNLOG" 2>&1 &
   DPID=$!
   PIDS+=("$DPID"); MOUNTS+=("$MP")
-  if ! wait_mounted "$DPID" 20; then rec "$CUR" na "nullfs did not mount"; return; fi
+  if ! wait_mounted "$DPID" 20; then
+    rec "$CUR" na "nullfs did not mount"
+    kill -TERM "$DPID" 2>/dev/null; fusermount3 -uz "$MP" 2>/dev/null; DPID=""
+    return
+  fi
   step W1 w1_copy
   fusermount3 -u "$MP" 2>>"$RUNLOG" || fusermount3 -uz "$MP" 2>/dev/null
   local i; for ((i = 0; i < 50; i++)); do pid_alive "$DPID" || break; sleep 0.1; done

@@ -6,6 +6,8 @@
  *   arena-no-punch     fallocate returns EOPNOTSUPP (a file system without hole punching)
  *   arena-torn-kill    a write of more than 8 KiB lands only its first 4 KiB, then the
  *                      process gets SIGKILL (a daemon killed in the middle of a write)
+ * While a file "match" exists there, only arenas whose path contains its first line are
+ * affected (e.g. "arena.1").
  * Build: cc -shared -fPIC -o faults_shim.so faults_shim.c -ldl
  */
 #define _GNU_SOURCE
@@ -19,7 +21,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static int is_arena(int fd)
+static int is_arena(int fd, const char *match)
 {
 	char link[64], target[4096];
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -27,17 +29,26 @@ static int is_arena(int fd)
 	if (n < 0)
 		return 0;
 	target[n] = 0;
-	return strstr(target, "/staging/arena.") != NULL;
+	return strstr(target, "/staging/arena.") != NULL && (!match[0] || strstr(target, match));
 }
 
 static int armed(int fd, const char *what)
 {
 	const char *dir = getenv("ROAMFS_FAULTS_DIR");
-	if (!dir || !is_arena(fd))
+	if (!dir)
 		return 0;
-	char path[4096];
+	char path[4096], match[256] = "";
 	snprintf(path, sizeof(path), "%s/%s", dir, what);
-	return access(path, F_OK) == 0;
+	if (access(path, F_OK) != 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/match", dir);
+	FILE *f = fopen(path, "re");
+	if (f) {
+		if (fgets(match, sizeof(match), f))
+			match[strcspn(match, "\n")] = 0;
+		fclose(f);
+	}
+	return is_arena(fd, match);
 }
 
 #define REAL(name)                            \

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Failures of the staging arenas (fs/data.c, "Crash order"), injected with faults_shim.c
 # (LD_PRELOAD; trigger files switch each fault on and off while the daemon runs):
-#   1. a write that would replace a stored block fails (ENOSPC): the file keeps its stored
-#      content, also from an empty cache after a sync;
+#   1. a write that would replace a stored block fails (ENOSPC), also with no hole punching
+#      (so the region cannot even be cleared): the file keeps its stored content, also from an
+#      empty cache after a sync;
+#   1b. the daemon killed while a stored block is copied into staging for a 1-byte write:
+#      the stored content survives (the header is written after the data);
 #   2. the arenas cannot be read at unmount: the flush fails, and the unmount must not empty
 #      the arenas; the next mount recovers the data;
-#   3. no hole punching, and the daemon killed in the middle of a write into a region that
-#      held another file's 4 MiB block: no byte of that file may show in the new one;
+#   3. no hole punching, and the daemon killed (in a later session, which has not yet
+#      learned that punching fails) in the middle of a write into a region that held another
+#      file's 4 MiB block: no byte of that file may show in the new one;
 #   4. no hole punching and no writes when a flushed region is freed: its header cannot be
-#      cleared, and the block must not come back over newer data at the next mount.
+#      cleared, and the block must not come back over newer data at the next mount;
+#   5. a truncate to 0 of three dirty blocks over three stored ones while one arena cannot be
+#      cleared: the truncate succeeds and no older stored byte comes back.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 rfs_require_file_store
@@ -33,7 +39,7 @@ step "1. a failed write over a stored block leaves the stored content"
 mount_faulty
 head -c 10000 /dev/zero | tr '\0' A >"$mp/f"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-touch "$faults/arena-write-fail"
+touch "$faults/arena-write-fail" "$faults/arena-no-punch"
 "$PY" - "$mp/f" <<'PY' && fail "a write with the staging disk failing succeeded"
 import os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY)
@@ -43,7 +49,7 @@ except OSError:
     sys.exit(1)
 sys.exit(0)
 PY
-rm "$faults/arena-write-fail"
+rm "$faults/arena-write-fail" "$faults/arena-no-punch"
 echo 3 >/proc/sys/vm/drop_caches
 assert_eq 10000 "$(count "$mp/f" A)" "A bytes after the failed write"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
@@ -51,6 +57,27 @@ rfs_umount ws
 rfs_new_cache ws
 rfs_mount ws
 assert_eq 10000 "$(count "$mp/f" A)" "A bytes from an empty cache after the failed write"
+rfs_umount ws
+
+step "1b. killed while a stored block is copied into staging: the stored content stays"
+mount_faulty
+head -c 100000 /dev/zero | tr '\0' A >"$mp/c"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+pid=$(rfs_pid ws)
+touch "$faults/arena-torn-kill"
+"$PY" - "$mp/c" <<'PY' || true
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, b"x", 50000)   # copies the stored 100,000 bytes into staging first
+PY
+for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the daemon was not killed while copying the block in"
+if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
+rm "$faults/arena-torn-kill"
+fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
+rfs_mount ws
+assert_eq 100000 "$(stat -c %s "$mp/c")" "size of c after the crash"
+[ "$(count "$mp/c" A)" -ge 99999 ] || fail "c lost stored bytes in the crash: $(count "$mp/c" A) of 100000 A left"
 rfs_umount ws
 
 step "2. arenas unreadable at unmount: nothing emptied, recovered at the next mount"
@@ -75,6 +102,8 @@ head -c $((4 * 1024 * 1024)) /dev/zero | tr '\0' S >"$mp/secret"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"    # its region is freed, not punched
 : >"$mp/y"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_kill9 ws      # the next daemon does not know yet that punching fails
+mount_faulty --flush-interval 600000
 pid=$(rfs_pid ws)
 touch "$faults/arena-torn-kill"
 "$PY" - "$mp/y" <<'PY' || true
@@ -114,4 +143,29 @@ rfs_umount ws
 rfs_new_cache ws
 rfs_mount ws
 assert_eq BBB "$(cat "$mp/h")" "h from an empty cache"
+rfs_umount ws
+
+step "5. a truncate while one arena cannot be cleared: it succeeds, no older byte comes back"
+mount_faulty --flush-interval 600000
+head -c $((12 * 1024 * 1024)) /dev/zero | tr '\0' A >"$mp/t"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+"$PY" - "$mp/t" "$faults" <<'PY' || fail "truncate with one arena failing did not succeed"
+import os, sys
+path, faults = sys.argv[1:]
+fd = os.open(path, os.O_RDWR)
+os.pwrite(fd, b"B" * (12 * 1024 * 1024), 0)     # three dirty blocks, in three arenas
+with open(os.path.join(faults, "match"), "w") as m:
+    m.write("arena.1\n")
+for f in ("arena-write-fail", "arena-no-punch"):
+    open(os.path.join(faults, f), "w").close()
+os.ftruncate(fd, 0)
+os.close(fd)
+PY
+rm "$faults/arena-write-fail" "$faults/arena-no-punch" "$faults/match"
+assert_eq 0 "$(stat -c %s "$mp/t")" "size after the truncate"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ws
+rfs_new_cache ws
+rfs_mount ws
+assert_eq 0 "$(stat -c %s "$mp/t")" "size after the truncate, from an empty cache"
 rfs_umount ws
