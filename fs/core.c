@@ -444,7 +444,25 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 		snprintf(err, errlen, "cannot open the staging arenas in '%s': %s", fs->staging_dir, strerror(-rc));
 		goto fail;
 	}
+	/* staged writes are numbered epoch << 40 | count, the epoch one more per open, so that a
+	 * truncate's marker orders them across daemons (data.c, do_truncate) */
+	int64_t epoch = 0;
+	rfs_meta_lock(fs->meta);
+	rfs_meta_local_get_int(fs->meta, "stage_epoch", &epoch);
+	rc = rfs_meta_local_set_int(fs->meta, "stage_epoch", epoch + 1);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot write the metadata database in '%s' (is the cache disk full?)",
+			 cfg->cache_dir);
+		goto fail;
+	}
+	fs->stage_seq = (uint64_t)(epoch + 1) << 40;
 	rc = core_recover_staging(fs);
+	if (rc >= 0) { /* every region older than a truncate marker is cut now */
+		rfs_meta_lock(fs->meta);
+		rfs_meta_local_delete_prefix(fs->meta, "trunc.");
+		rfs_meta_unlock(fs->meta);
+	}
 	if (rc < 0) {
 		snprintf(err, errlen,
 			 "cannot recover the unsaved data in staging directory '%s': %s (see roamfs.log in "

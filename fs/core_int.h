@@ -132,6 +132,7 @@ struct rfs_fs {
 	pthread_mutex_t flush_lock; /* one flush at a time; truncate waits for it */
 	int arena_fd[RFS_ARENAS];   /* CACHE/staging/arena.<i>: the staged blocks */
 	int no_punch;               /* atomic: the cache file system cannot punch holes */
+	uint64_t stage_seq;         /* atomic: the last staged write's number (epoch << 40 | count) */
 	uint64_t slot_stride;       /* bytes per region: header + block, page-aligned */
 	pthread_mutex_t free_lock;  /* protects the free regions below */
 	uint64_t *free_slots;

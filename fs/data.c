@@ -59,7 +59,7 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
 /* Staging arenas. A dirty block's bytes live in a region of one of RFS_ARENAS sparse files,
  * CACHE/staging/arena.<a>: region r of arena a is slot r*RFS_ARENAS+a, at r*slot_stride, and
  * holds a header of RFS_STAGE_HDR bytes (magic, ino, idx, staged length, time of the last
- * write, an XXH3 of those) followed by the block. Every write rewrites the header (one
+ * write, its sequence number, an XXH3 of those) followed by the block. Every write rewrites the header (one
  * pwritev with the data when the write starts the block, the common small-file case). A
  * retired region is punched out (a hole reads as zeros: an invalid header, i.e. free) and
  * its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
@@ -86,6 +86,7 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
 struct slot_hdr {
 	uint64_t ino, idx, len;
 	int64_t mtime_ns;
+	uint64_t seq; /* fs->stage_seq at the write: orders it against truncates (do_truncate) */
 };
 
 static void put64(uint8_t *p, uint64_t v)
@@ -110,19 +111,21 @@ static void slot_header(uint8_t h[RFS_STAGE_HDR], const struct slot_hdr *sh)
 	put64(h + 16, sh->idx);
 	put64(h + 24, sh->len);
 	put64(h + 32, (uint64_t)sh->mtime_ns);
-	put64(h + 40, rfs_xsum(h, 40));
+	put64(h + 40, sh->seq);
+	put64(h + 48, rfs_xsum(h, 48));
 }
 
 /* Decodes a region's header. Returns 0, or -EINVAL for a free region (a hole reads as zeros)
  * or a torn one. */
 static int slot_header_parse(const uint8_t h[RFS_STAGE_HDR], uint64_t block_size, struct slot_hdr *sh)
 {
-	if (memcmp(h, "RFSSTG2", 8) || get64(h + 40) != rfs_xsum(h, 40))
+	if (memcmp(h, "RFSSTG2", 8) || get64(h + 48) != rfs_xsum(h, 48))
 		return -EINVAL;
 	sh->ino = get64(h + 8);
 	sh->idx = get64(h + 16);
 	sh->len = get64(h + 24);
 	sh->mtime_ns = (int64_t)get64(h + 32);
+	sh->seq = get64(h + 40);
 	return sh->len > block_size ? -EINVAL : 0;
 }
 
@@ -217,7 +220,7 @@ static int slot_write(struct rfs_fs *fs, uint64_t ino, struct dblock *d, const v
 	if (boff > d->len && (rc = slot_zero(fs, d->slot, d->len, boff)) < 0)
 		return rc; /* the gap held someone else's bytes */
 	uint64_t nlen = boff + len > d->len ? boff + len : d->len;
-	struct slot_hdr sh = {ino, d->idx, nlen, rfs_now_ns()};
+	struct slot_hdr sh = {ino, d->idx, nlen, rfs_now_ns(), __atomic_add_fetch(&fs->stage_seq, 1, __ATOMIC_RELAXED)};
 	uint8_t h[RFS_STAGE_HDR];
 	slot_header(h, &sh);
 	/* the data first, then the header that makes it count (see "Crash order") */
@@ -1582,29 +1585,24 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 	int rc = node_load_attr(fs, n);
 	if (rc < 0)
 		goto out;
-	if (size < n->size) {
-		uint64_t keep = (size + bs - 1) / bs; /* blocks still (partly) inside */
-		/* A block whose region cannot be freed stays, past the new end: reads never reach it
-		 * and the flush drops it (a hole past EOF). Stopping here instead would leave the
-		 * blocks already dropped reading as their older stored content. */
-		for (size_t i = 0; i < n->nblocks;) {
-			if (n->blocks[i].idx < keep || dblock_remove(fs, n, i) < 0)
-				i++;
-		}
-		update_dirty(n);
-		uint32_t tail = (uint32_t)(size % bs);
-		if (tail) {
-			uint64_t idx = size / bs;
-			struct dblock *d;
-			rc = make_dirty(fs, n, idx, &d);
-			if (rc < 0)
-				goto out;
-			rc = slot_set_len(fs, ino, d, tail);
-			if (rc < 0)
-				goto out;
-			mark_dirty(n);
-		}
+	/* A shrink commits the new size first and drops the staged data past it after: a daemon
+	 * killed in between must find neither the dropped data gone with the old size still in
+	 * place (acknowledged writes lost) nor it resurrected past the new size. When staged data
+	 * is to be dropped, the commit records a marker "trunc.<ino>" = "<size> <seq>": the
+	 * recovery cuts every region of the inode written before it (sequence <= seq) to the size.
+	 * The tail block's stored content is copied in before the commit (that loses nothing). */
+	int shrink = size < n->size, marker = 0;
+	uint64_t keep = (size + bs - 1) / bs; /* blocks still (partly) inside */
+	uint32_t tail = (uint32_t)(size % bs);
+	if (shrink && tail) {
+		struct dblock *d;
+		rc = make_dirty(fs, n, size / bs, &d);
+		if (rc < 0)
+			goto out;
+		marker = d->len > tail;
 	}
+	for (size_t i = 0; shrink && i < n->nblocks; i++)
+		marker |= n->blocks[i].idx >= keep;
 	rc = rfs_meta_begin(fs->meta);
 	if (rc < 0)
 		goto out;
@@ -1617,7 +1615,14 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 		a.ctime = now;
 		rc = rfs_meta_put_attr(fs->meta, &a);
 		if (rc == 0)
-			rc = rfs_meta_bmap_truncate(fs->meta, ino, (size + bs - 1) / bs);
+			rc = rfs_meta_bmap_truncate(fs->meta, ino, keep);
+		if (rc == 0 && marker) {
+			char key[48], val[64];
+			snprintf(key, sizeof(key), "trunc.%" PRIu64, ino);
+			snprintf(val, sizeof(val), "%" PRIu64 " %" PRIu64, size,
+				 __atomic_load_n(&fs->stage_seq, __ATOMIC_RELAXED));
+			rc = rfs_meta_local_set_text(fs->meta, key, val);
+		}
 		if (rc == 0 && n->attr_dirty) {
 			n->size = size;
 			n->mtime = now;
@@ -1629,8 +1634,27 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 		rfs_meta_rollback(fs->meta);
 	else
 		rc = rfs_meta_commit(fs->meta);
-	if (rc == 0 && !n->attr_dirty)
+	if (rc < 0)
+		goto out;
+	if (!n->attr_dirty)
 		n->size = size;
+	if (marker)
+		rfs_crash_point("after-truncate-commit");
+	if (shrink) {
+		/* A block whose region cannot be freed stays, past the new end: reads never reach it
+		 * and the flush drops it (a hole past EOF). */
+		for (size_t i = 0; i < n->nblocks;) {
+			if (n->blocks[i].idx < keep || dblock_remove(fs, n, i) < 0)
+				i++;
+		}
+		struct dblock *d = tail ? dblock_find(n, size / bs) : NULL;
+		if (d && slot_set_len(fs, ino, d, tail) < 0)
+			RFS_LOG(LOG_ERR, "truncate of inode %" PRIu64 ": cannot cut its staged last block to %u bytes",
+				ino, tail);
+		if (d)
+			mark_dirty(n);
+		update_dirty(n);
+	}
 out:
 	pthread_mutex_unlock(&n->lock);
 	pthread_mutex_unlock(&fs->flush_lock);
@@ -1973,11 +1997,44 @@ struct recover_ctx {
 	int found;
 };
 
+/* A region written before a truncate of its file that was committed but whose drops the
+ * crash interrupted (do_truncate): cut to the truncated size. Returns the length to keep. */
+static uint64_t recover_truncated(struct rfs_fs *fs, const struct slot_hdr *sh)
+{
+	char key[48], val[64] = "";
+	unsigned long long size, seq;
+	snprintf(key, sizeof(key), "trunc.%" PRIu64, sh->ino);
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_local_get_text(fs->meta, key, val, sizeof(val));
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0 || sscanf(val, "%llu %llu", &size, &seq) != 2 || sh->seq > seq)
+		return sh->len;
+	uint64_t start = sh->idx * fs->format.block_size;
+	uint64_t room = size > start ? size - start : 0;
+	return sh->len < room ? sh->len : room;
+}
+
 static int recover_region(void *arg, uint64_t slot, const struct slot_hdr *sh)
 {
 	struct recover_ctx *c = arg;
 	struct dblock nd = {.idx = sh->idx, .slot = slot, .len = sh->len};
 	c->used[slot] = 1;
+	uint64_t keep = recover_truncated(c->fs, sh);
+	if (keep < sh->len) {
+		uint64_t start = sh->idx * c->fs->format.block_size;
+		RFS_LOG(LOG_NOTICE,
+			"staged block %" PRIu64 " of inode %" PRIu64 " predates a truncate to %" PRIu64
+			" bytes the crash interrupted: cut to it",
+			sh->idx, sh->ino, start + keep);
+		if (keep == 0) {
+			slot_release(c->fs, &nd);
+			return 0;
+		}
+		/* the header first (a new sequence): the marker goes once the recovery is done */
+		int rc = slot_set_len(c->fs, sh->ino, &nd, keep);
+		if (rc < 0)
+			return rc;
+	}
 	int rc = recover_block(c->fs, sh->ino, nd, sh->mtime_ns);
 	if (rc > 0)
 		c->found++;

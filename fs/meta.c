@@ -78,6 +78,7 @@ enum stmt_id {
 	S_XATTR_DEL,
 	S_LOCAL_GET,
 	S_LOCAL_SET,
+	S_LOCAL_DEL_PREFIX,
 	S_RANGE_TAKEN,
 	S_ADD_RANGE,
 	S_PENDING_ADD,
@@ -133,6 +134,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_XATTR_DEL] = "DELETE FROM xattrs WHERE ino=? AND name=?",
     [S_LOCAL_GET] = "SELECT value FROM local WHERE key=?",
     [S_LOCAL_SET] = "INSERT OR REPLACE INTO local(key,value) VALUES(?,?)",
+    [S_LOCAL_DEL_PREFIX] = "DELETE FROM local WHERE substr(key,1,length(?1))=?1",
     [S_RANGE_TAKEN] = "SELECT 1 FROM ranges WHERE start=?",
     [S_ADD_RANGE] = "INSERT INTO ranges(start,host) VALUES(?,?)",
     [S_PENDING_ADD] = "INSERT INTO pending(cs) VALUES(?)",
@@ -1182,6 +1184,15 @@ int rfs_meta_local_set_text(struct rfs_meta *m, const char *key, const char *v)
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, v, -1, SQLITE_STATIC);
 	return run(m, s, "writing local state");
+}
+
+int rfs_meta_local_delete_prefix(struct rfs_meta *m, const char *prefix)
+{
+	sqlite3_stmt *s = stmt(m, S_LOCAL_DEL_PREFIX);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	return run(m, s, "deleting local state");
 }
 
 int rfs_meta_alloc_id(struct rfs_meta *m, uint64_t *id)

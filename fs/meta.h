@@ -133,6 +133,8 @@ int rfs_meta_local_get_int(struct rfs_meta *m, const char *key, int64_t *v);
 int rfs_meta_local_set_int(struct rfs_meta *m, const char *key, int64_t v);
 int rfs_meta_local_get_text(struct rfs_meta *m, const char *key, char *buf, size_t len);
 int rfs_meta_local_set_text(struct rfs_meta *m, const char *key, const char *v);
+/* Deletes every local key that starts with prefix. */
+int rfs_meta_local_delete_prefix(struct rfs_meta *m, const char *prefix);
 
 /* Pending changesets: combines every row with id <= *upto (0: all) into one changeset in out
  * (empty when nothing is pending) and sets *upto to the highest id included. */

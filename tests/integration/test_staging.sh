@@ -6,6 +6,9 @@
 #      back right from staging, `status` counts them, the daemon is SIGKILLed and a mount with
 #      the same cache recovers every byte; an empty-cache mount then shows them all (they
 #      reached the store), and a clean unmount leaves the arenas empty.
+#   3. (below 2) A shrinking truncate of staged data interrupted right after its commit
+#      (ROAMFS_CRASH_AT=after-truncate-commit): the next mount shows the truncated file, none
+#      of the dropped data; and a write after a completed truncate survives a SIGKILL.
 #   2. Staging files of an earlier version (<ino>.<idx>, data only; free.N) are recovered at
 #      mount: the data reaches the file and the store, free.N files are removed. A region
 #      with a damaged header (a torn write) is ignored.
@@ -96,4 +99,54 @@ rfs_umount ws
 rfs_new_cache ws
 rfs_mount ws
 assert_same_file "$src/legacy" "$mp/d/legacy" "legacy data from an empty cache"
+rfs_umount ws
+
+step "3. a truncate interrupted between its commit and its drops"
+MiB=$((1024 * 1024))
+export ROAMFS_CRASH_AT=after-truncate-commit
+rfs_mount ws --flush-interval 600000
+unset ROAMFS_CRASH_AT
+head -c $((12 * MiB)) /dev/zero | tr '\0' A >"$mp/t"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+pid=$(rfs_pid ws)
+"$PY" - "$mp/t" $((5 * MiB + 1234)) <<'PY' || true
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.pwrite(fd, b"B" * (12 * 1024 * 1024), 0)   # staged over the stored A
+os.ftruncate(fd, int(sys.argv[2]))            # the daemon dies right after committing it
+PY
+for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the daemon did not stop at the crash point after-truncate-commit"
+if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
+fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
+rfs_mount ws --flush-interval 600000
+assert_eq $((5 * MiB + 1234)) "$(stat -c %s "$mp/t")" "size after the interrupted truncate"
+b=$("$PY" -c 'import sys; print(open(sys.argv[1], "rb").read().count(b"B"))' "$mp/t")
+assert_eq $((5 * MiB + 1234)) "$b" "B bytes after the interrupted truncate"
+
+step "3b. a write after a completed truncate survives a SIGKILL"
+"$PY" - "$mp/t" "$WORK/ready3" "$WORK/done3" <<'PY' &
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.ftruncate(fd, 2 * 1024 * 1024 + 99)            # staged data dropped: a marker in the DB
+os.pwrite(fd, b"C" * 10000, 8 * 1024 * 1024)     # written after it, still staged
+open(sys.argv[2], "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.05)
+PY
+holder=$!
+for _ in $(seq 1 300); do [ -e "$WORK/ready3" ] && break; sleep 0.1; done
+[ -e "$WORK/ready3" ] || fail "the writer did not finish"
+rfs_kill9 ws
+touch "$WORK/done3"
+wait $holder || true
+rfs_mount ws
+assert_eq $((8 * MiB + 10000)) "$(stat -c %s "$mp/t")" "size after the SIGKILL"
+"$PY" - "$mp/t" <<'PY' || fail "content after the truncate, the write and the SIGKILL is wrong"
+import sys
+d = open(sys.argv[1], "rb").read()
+cut = 2 * 1024 * 1024 + 99
+ok = d[:cut] == b"B" * cut and d[cut:8 * 1024 * 1024] == bytes(8 * 1024 * 1024 - cut) and d[8 * 1024 * 1024:] == b"C" * 10000
+sys.exit(0 if ok else 1)
+PY
 rfs_umount ws
