@@ -451,7 +451,7 @@ int rfs_fs_open(const struct rfs_fs_config *cfg, struct rfs_fs **out, char *err,
 	rfs_meta_local_get_int(fs->meta, "stage_epoch", &epoch);
 	rc = rfs_meta_local_set_int(fs->meta, "stage_epoch", epoch + 1);
 	rfs_meta_unlock(fs->meta);
-	if (rc < 0) {
+	if (rc < 0 && !fs->cfg.read_only) { /* a read-only mount stages nothing */
 		snprintf(err, errlen, "cannot write the metadata database in '%s' (is the cache disk full?)",
 			 cfg->cache_dir);
 		goto fail;

@@ -1599,6 +1599,7 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 		rc = make_dirty(fs, n, size / bs, &d);
 		if (rc < 0)
 			goto out;
+		mark_dirty(n); /* even if the commit fails: the copy is flushed and its region freed */
 		marker = d->len > tail;
 	}
 	for (size_t i = 0; shrink && i < n->nblocks; i++)
@@ -1648,11 +1649,16 @@ static int do_truncate(struct rfs_fs *fs, uint64_t ino, uint64_t size)
 				i++;
 		}
 		struct dblock *d = tail ? dblock_find(n, size / bs) : NULL;
-		if (d && slot_set_len(fs, ino, d, tail) < 0)
-			RFS_LOG(LOG_ERR, "truncate of inode %" PRIu64 ": cannot cut its staged last block to %u bytes",
+		if (d && slot_set_len(fs, ino, d, tail) < 0) {
+			/* the size is committed: cut the block in memory (reads and the flush stop at
+			 * len, a grow zeroes past it); a crash finds the marker, which cuts it too */
+			RFS_LOG(LOG_ERR,
+				"truncate of inode %" PRIu64 ": cannot cut its staged last block to %u bytes on the "
+				"cache disk; cut in memory",
 				ino, tail);
-		if (d)
-			mark_dirty(n);
+			if (d->len > tail)
+				d->len = tail;
+		}
 		update_dirty(n);
 	}
 out:
@@ -1999,16 +2005,17 @@ struct recover_ctx {
 
 /* A region written before a truncate of its file that was committed but whose drops the
  * crash interrupted (do_truncate): cut to the truncated size. Returns the length to keep. */
-static uint64_t recover_truncated(struct rfs_fs *fs, const struct slot_hdr *sh)
+static uint64_t recover_truncated(struct rfs_fs *fs, const struct slot_hdr *sh, uint64_t *size_out)
 {
 	char key[48], val[64] = "";
-	unsigned long long size, seq;
+	unsigned long long size = 0, seq;
 	snprintf(key, sizeof(key), "trunc.%" PRIu64, sh->ino);
 	rfs_meta_lock(fs->meta);
 	int rc = rfs_meta_local_get_text(fs->meta, key, val, sizeof(val));
 	rfs_meta_unlock(fs->meta);
 	if (rc < 0 || sscanf(val, "%llu %llu", &size, &seq) != 2 || sh->seq > seq)
 		return sh->len;
+	*size_out = size;
 	uint64_t start = sh->idx * fs->format.block_size;
 	uint64_t room = size > start ? size - start : 0;
 	return sh->len < room ? sh->len : room;
@@ -2019,17 +2026,14 @@ static int recover_region(void *arg, uint64_t slot, const struct slot_hdr *sh)
 	struct recover_ctx *c = arg;
 	struct dblock nd = {.idx = sh->idx, .slot = slot, .len = sh->len};
 	c->used[slot] = 1;
-	uint64_t keep = recover_truncated(c->fs, sh);
+	uint64_t tsize = 0, keep = recover_truncated(c->fs, sh, &tsize);
 	if (keep < sh->len) {
-		uint64_t start = sh->idx * c->fs->format.block_size;
 		RFS_LOG(LOG_NOTICE,
 			"staged block %" PRIu64 " of inode %" PRIu64 " predates a truncate to %" PRIu64
 			" bytes the crash interrupted: cut to it",
-			sh->idx, sh->ino, start + keep);
-		if (keep == 0) {
-			slot_release(c->fs, &nd);
-			return 0;
-		}
+			sh->idx, sh->ino, tsize);
+		if (keep == 0) /* a failure keeps the markers for the next mount: it must not come back */
+			return slot_release(c->fs, &nd);
 		/* the header first (a new sequence): the marker goes once the recovery is done */
 		int rc = slot_set_len(c->fs, sh->ino, &nd, keep);
 		if (rc < 0)

@@ -14,7 +14,11 @@
 #   4. no hole punching and no writes when a flushed region is freed: its header cannot be
 #      cleared, and the block must not come back over newer data at the next mount;
 #   5. a truncate to 0 of three dirty blocks over three stored ones while one arena cannot be
-#      cleared: the truncate succeeds and no older stored byte comes back.
+#      cleared: the truncate succeeds and no older stored byte comes back;
+#   6. a truncate whose cut of the staged last block fails on the cache disk: a later grow
+#      shows zeros, not the cut bytes;
+#   7. a truncate interrupted after its commit, then a recovery that cannot clear a region
+#      past the new end: the mount fails (markers kept) and a later one keeps the size.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 rfs_require_file_store
@@ -168,4 +172,53 @@ rfs_umount ws
 rfs_new_cache ws
 rfs_mount ws
 assert_eq 0 "$(stat -c %s "$mp/t")" "size after the truncate, from an empty cache"
+rfs_umount ws
+
+step "6. a failed cut of the last block: a later grow shows zeros"
+mount_faulty --flush-interval 600000
+"$PY" - "$mp/u" "$faults" <<'PY' || fail "truncate with a failing cache disk"
+import os, sys
+path, faults = sys.argv[1:]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"B" * 100000)                      # staged
+open(os.path.join(faults, "arena-write-fail"), "w").close()
+os.ftruncate(fd, 1000)                           # committed; the cut on the disk fails
+os.remove(os.path.join(faults, "arena-write-fail"))
+os.ftruncate(fd, 100000)
+d = os.pread(fd, 100000, 0)
+sys.exit(0 if d == b"B" * 1000 + bytes(99000) else 1)
+PY
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ws
+rfs_new_cache ws
+rfs_mount ws
+"$PY" -c 'import sys; d = open(sys.argv[1], "rb").read(); sys.exit(0 if d == b"B" * 1000 + bytes(99000) else 1)' "$mp/u" ||
+  fail "u from an empty cache is not 1000 B bytes and zeros"
+rfs_umount ws
+
+step "7. an interrupted truncate whose recovery cannot free a region: the size stays cut"
+MiB=$((1024 * 1024))
+export ROAMFS_CRASH_AT=after-truncate-commit
+mount_faulty --flush-interval 600000
+unset ROAMFS_CRASH_AT
+pid=$(rfs_pid ws)
+"$PY" - "$mp/v" <<'PY' || true
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"B" * (12 * 1024 * 1024))
+os.ftruncate(fd, 4 * 1024 * 1024)                # the daemon dies right after the commit
+PY
+for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the daemon did not stop at the crash point after-truncate-commit"
+if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
+fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
+touch "$faults/arena-write-fail" "$faults/arena-no-punch"
+LD_PRELOAD=$shim expect_fail "a recovery that cannot free a region past a truncate" "cannot recover" \
+  "$ROAMFS" mount "$(rfs_store ws)" "$mp" --cache-dir "$(rfs_cache ws)"
+rm "$faults/arena-write-fail" "$faults/arena-no-punch"
+rfs_mount ws
+assert_eq $((4 * MiB)) "$(stat -c %s "$mp/v")" "size after the interrupted truncate"
+rfs_kill9 ws
+rfs_mount ws
+assert_eq $((4 * MiB)) "$(stat -c %s "$mp/v")" "size after one more crash and recovery"
 rfs_umount ws
