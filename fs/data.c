@@ -59,9 +59,8 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
 /* Staging arenas. A dirty block's bytes live in a region of one of RFS_ARENAS sparse files,
  * CACHE/staging/arena.<a>: region r of arena a is slot r*RFS_ARENAS+a, at r*slot_stride, and
  * holds a header of RFS_STAGE_HDR bytes (magic, ino, idx, staged length, time of the last
- * write, its sequence number, an XXH3 of those) followed by the block. Every write rewrites the header (one
- * pwritev with the data when the write starts the block, the common small-file case). A
- * retired region is punched out (a hole reads as zeros: an invalid header, i.e. free) and
+ * write, its sequence number, an XXH3 of those) followed by the block. Every write puts its
+ * data there and then rewrites the header (see "Crash order"). A retired region is punched out (a hole reads as zeros: an invalid header, i.e. free) and
  * its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
  * and a write that leaves a gap past it zeroes the gap first.
  *
