@@ -88,43 +88,29 @@ struct slot_hdr {
 	uint64_t seq; /* fs->stage_seq at the write: orders it against truncates (do_truncate) */
 };
 
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static void slot_header(uint8_t h[RFS_STAGE_HDR], const struct slot_hdr *sh)
 {
 	memset(h, 0, RFS_STAGE_HDR);
 	memcpy(h, "RFSSTG2", 8);
-	put64(h + 8, sh->ino);
-	put64(h + 16, sh->idx);
-	put64(h + 24, sh->len);
-	put64(h + 32, (uint64_t)sh->mtime_ns);
-	put64(h + 40, sh->seq);
-	put64(h + 48, rfs_xsum(h, 48));
+	rfs_put_le64(h + 8, sh->ino);
+	rfs_put_le64(h + 16, sh->idx);
+	rfs_put_le64(h + 24, sh->len);
+	rfs_put_le64(h + 32, (uint64_t)sh->mtime_ns);
+	rfs_put_le64(h + 40, sh->seq);
+	rfs_put_le64(h + 48, rfs_xsum(h, 48));
 }
 
 /* Decodes a region's header. Returns 0, or -EINVAL for a free region (a hole reads as zeros)
  * or a torn one. */
 static int slot_header_parse(const uint8_t h[RFS_STAGE_HDR], uint64_t block_size, struct slot_hdr *sh)
 {
-	if (memcmp(h, "RFSSTG2", 8) || get64(h + 48) != rfs_xsum(h, 48))
+	if (memcmp(h, "RFSSTG2", 8) || rfs_get_le64(h + 48) != rfs_xsum(h, 48))
 		return -EINVAL;
-	sh->ino = get64(h + 8);
-	sh->idx = get64(h + 16);
-	sh->len = get64(h + 24);
-	sh->mtime_ns = (int64_t)get64(h + 32);
-	sh->seq = get64(h + 40);
+	sh->ino = rfs_get_le64(h + 8);
+	sh->idx = rfs_get_le64(h + 16);
+	sh->len = rfs_get_le64(h + 24);
+	sh->mtime_ns = (int64_t)rfs_get_le64(h + 32);
+	sh->seq = rfs_get_le64(h + 40);
 	return sh->len > block_size ? -EINVAL : 0;
 }
 
@@ -1970,16 +1956,26 @@ out:
 	return rc;
 }
 
+/* How many regions arena a spans (its size, rounded up to whole regions). */
+static int arena_regions(struct rfs_fs *fs, int a, uint64_t *nreg)
+{
+	struct stat st;
+	if (fstat(fs->arena_fd[a], &st) < 0)
+		return -errno;
+	*nreg = ((uint64_t)st.st_size + fs->slot_stride - 1) / fs->slot_stride;
+	return 0;
+}
+
 /* Calls fn for every region of every arena holding staged data (torn or free regions are
  * skipped). Regions are found by reading each header up to the arena's size; holes read
  * fast. Stops at the first negative return of fn and returns it. */
 static int arena_scan(struct rfs_fs *fs, int (*fn)(void *arg, uint64_t slot, const struct slot_hdr *sh), void *arg)
 {
 	for (int a = 0; a < RFS_ARENAS; a++) {
-		struct stat st;
-		if (fstat(fs->arena_fd[a], &st) < 0)
-			return -errno;
-		uint64_t nreg = ((uint64_t)st.st_size + fs->slot_stride - 1) / fs->slot_stride;
+		uint64_t nreg = 0;
+		int rc = arena_regions(fs, a, &nreg);
+		if (rc < 0)
+			return rc;
 		for (uint64_t r = 0; r < nreg; r++) {
 			uint8_t h[RFS_STAGE_HDR];
 			struct slot_hdr sh;
@@ -2052,10 +2048,10 @@ int core_recover_staging(struct rfs_fs *fs)
 	/* the arenas first: legacy files moved into regions must not take a used one */
 	uint64_t regions = 0;
 	for (int a = 0; a < RFS_ARENAS; a++) {
-		struct stat st;
-		if (fstat(fs->arena_fd[a], &st) < 0)
-			return -errno;
-		uint64_t nreg = ((uint64_t)st.st_size + fs->slot_stride - 1) / fs->slot_stride;
+		uint64_t nreg = 0;
+		int rc = arena_regions(fs, a, &nreg);
+		if (rc < 0)
+			return rc;
 		if (nreg > regions)
 			regions = nreg;
 	}

@@ -93,34 +93,6 @@ done:
 	return 0;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 int rfs_pack_finish(struct rfs_pack *p)
 {
 	int rc = rfs_buf_reserve(&p->buf, (size_t)p->count * RFS_PACK_ENTRY_SIZE + RFS_PACK_FOOTER_SIZE);
@@ -129,15 +101,15 @@ int rfs_pack_finish(struct rfs_pack *p)
 	for (uint32_t i = 0; i < p->count; i++) {
 		uint8_t *o = p->buf.data + p->buf.len;
 		memcpy(o, p->entries[i].hash, RFS_HASH_LEN);
-		put_u64(o + 32, p->entries[i].offset);
-		put_u32(o + 40, p->entries[i].stored_len);
-		put_u32(o + 44, p->entries[i].raw_len);
+		rfs_put_le64(o + 32, p->entries[i].offset);
+		rfs_put_le32(o + 40, p->entries[i].stored_len);
+		rfs_put_le32(o + 44, p->entries[i].raw_len);
 		o[48] = p->entries[i].codec;
 		p->buf.len += RFS_PACK_ENTRY_SIZE;
 	}
 	uint8_t *f = p->buf.data + p->buf.len;
-	put_u32(f, p->count);
-	put_u32(f + 4, 0);
+	rfs_put_le32(f, p->count);
+	rfs_put_le32(f + 4, 0);
 	memcpy(f + 8, pack_magic, 8);
 	p->buf.len += RFS_PACK_FOOTER_SIZE;
 	return 0;
@@ -182,7 +154,7 @@ int rfs_pack_parse_tail(const uint8_t *tail, size_t len, uint64_t obj_size, stru
 	const uint8_t *f = tail + len - RFS_PACK_FOOTER_SIZE;
 	if (memcmp(f + 8, pack_magic, 8))
 		return -EINVAL;
-	uint32_t n = get_u32(f);
+	uint32_t n = rfs_get_le32(f);
 	uint64_t tsize = (uint64_t)n * RFS_PACK_ENTRY_SIZE;
 	if (tsize > len - RFS_PACK_FOOTER_SIZE)
 		return tsize <= obj_size - RFS_PACK_FOOTER_SIZE ? -EAGAIN : -EINVAL;
@@ -193,9 +165,9 @@ int rfs_pack_parse_tail(const uint8_t *tail, size_t len, uint64_t obj_size, stru
 	const uint8_t *t = tail + len - RFS_PACK_FOOTER_SIZE - (size_t)tsize;
 	for (uint32_t i = 0; i < n; i++, t += RFS_PACK_ENTRY_SIZE) {
 		memcpy(e[i].hash, t, RFS_HASH_LEN);
-		e[i].offset = get_u64(t + 32);
-		e[i].stored_len = get_u32(t + 40);
-		e[i].raw_len = get_u32(t + 44);
+		e[i].offset = rfs_get_le64(t + 32);
+		e[i].stored_len = rfs_get_le32(t + 40);
+		e[i].raw_len = rfs_get_le32(t + 44);
 		e[i].codec = t[48];
 		if (e[i].offset > data_end || e[i].stored_len > data_end - e[i].offset) {
 			free(e);

@@ -46,6 +46,12 @@ int64_t rfs_monotonic_ms(void); /* CLOCK_BOOTTIME in ms: counts suspended time *
 /* "64M", "4GiB", "1048576" -> bytes. Returns 0 or -EINVAL. */
 int rfs_parse_size(const char *s, uint64_t *out);
 
+/* Little-endian integers in byte buffers (on-disk and on-store formats). */
+void rfs_put_le32(uint8_t *p, uint32_t v);
+void rfs_put_le64(uint8_t *p, uint64_t v);
+uint32_t rfs_get_le32(const uint8_t *p);
+uint64_t rfs_get_le64(const uint8_t *p);
+
 /* mkdir -p with mode. Returns 0 or -errno. */
 int rfs_mkdir_p(const char *path, mode_t mode);
 /* rm -rf of a directory's contents and itself. Returns 0 or -errno. */

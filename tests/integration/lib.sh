@@ -9,6 +9,8 @@
 #       rfs_mount NAME [mount args]        mount it, wait until `mountpoint -q` says so
 #       rfs_umount NAME                    `roamfs umount`, then check the daemon really exited
 #       rfs_kill9 NAME                     SIGKILL the daemon, `fusermount3 -uz` the mount point
+#       rfs_crashed NAME WHAT              the daemon killed itself (a crash point, a fault
+#                                          shim): wait for it, `fusermount3 -uz` the mount point
 #       rfs_new_cache NAME                 next mount of NAME uses a brand-new empty cache dir
 #       rfs_store / rfs_store_dir / rfs_mp / rfs_cache / rfs_pid NAME   the paths and the pid
 #     RFS_CACHE_DIR[NAME]=DIR and RFS_STORE_URL[NAME]=URL override the defaults (a tmpfs cache,
@@ -265,6 +267,22 @@ rfs_kill9() {
   step "kill -9 $pid (daemon of '$name'), fusermount3 -uz $mp"
   kill -9 "$pid"
   rfs__wait_gone "$pid" 10 || fail "daemon $pid survived SIGKILL for 10s"
+  rfs__detach_dead "$name"
+}
+
+# rfs_crashed NAME WHAT: the daemon of NAME must have died by itself (fails saying WHAT did
+# not happen otherwise); reap it, detach the dead mount.
+rfs_crashed() {
+  local name=$1 pid
+  pid=$(rfs_pid "$name")
+  [ -n "$pid" ] || fail "rfs_crashed $name: no pid file"
+  rfs__wait_gone "$pid" 10 || fail "$2: daemon $pid still running"
+  rfs__detach_dead "$name"
+}
+
+rfs__detach_dead() {
+  local name=$1 mp
+  mp=$(rfs_mp "$name")
   if [ -n "${RFS_FG_PID[$name]:-}" ]; then wait "${RFS_FG_PID[$name]}" 2>/dev/null || true; unset "RFS_FG_PID[$name]"; fi
   fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
   mountpoint -q "$mp" && fail "$mp still mounted after fusermount3 -uz"

@@ -108,17 +108,13 @@ rfs_mount ws --flush-interval 600000
 unset ROAMFS_CRASH_AT
 head -c $((12 * MiB)) /dev/zero | tr '\0' A >"$mp/t"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-pid=$(rfs_pid ws)
 "$PY" - "$mp/t" $((5 * MiB + 1234)) <<'PY' || true
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDWR)
 os.pwrite(fd, b"B" * (12 * 1024 * 1024), 0)   # staged over the stored A
 os.ftruncate(fd, int(sys.argv[2]))            # the daemon dies right after committing it
 PY
-for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "the daemon did not stop at the crash point after-truncate-commit"
-if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
-fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
+rfs_crashed ws "the daemon did not stop at the crash point after-truncate-commit"
 rfs_mount ws --flush-interval 600000
 assert_eq $((5 * MiB + 1234)) "$(stat -c %s "$mp/t")" "size after the interrupted truncate"
 b=$("$PY" -c 'import sys; print(open(sys.argv[1], "rb").read().count(b"B"))' "$mp/t")

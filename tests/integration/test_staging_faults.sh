@@ -67,18 +67,14 @@ step "1b. killed while a stored block is copied into staging: the stored content
 mount_faulty
 head -c 100000 /dev/zero | tr '\0' A >"$mp/c"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-pid=$(rfs_pid ws)
 touch "$faults/arena-torn-kill"
 "$PY" - "$mp/c" <<'PY' || true
 import os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY)
 os.pwrite(fd, b"x", 50000)   # copies the stored 100,000 bytes into staging first
 PY
-for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "the daemon was not killed while copying the block in"
-if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
+rfs_crashed ws "the daemon was not killed while copying the block in"
 rm "$faults/arena-torn-kill"
-fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
 rfs_mount ws
 assert_eq 100000 "$(stat -c %s "$mp/c")" "size of c after the crash"
 [ "$(count "$mp/c" A)" -ge 99999 ] || fail "c lost stored bytes in the crash: $(count "$mp/c" A) of 100000 A left"
@@ -108,18 +104,14 @@ head -c $((4 * 1024 * 1024)) /dev/zero | tr '\0' S >"$mp/secret"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
 rfs_kill9 ws      # the next daemon does not know yet that punching fails
 mount_faulty --flush-interval 600000
-pid=$(rfs_pid ws)
 touch "$faults/arena-torn-kill"
 "$PY" - "$mp/y" <<'PY' || true
 import os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY)
 os.pwrite(fd, b"y" * 65536, 0)
 PY
-for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "the daemon was not killed in the middle of the write"
-if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
+rfs_crashed ws "the daemon was not killed in the middle of the write"
 rm "$faults/arena-torn-kill"
-fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
 mount_faulty
 assert_eq 0 "$(count "$mp/y" S)" "bytes of another file in y after the torn write"
 rfs_umount ws
@@ -201,17 +193,13 @@ MiB=$((1024 * 1024))
 export ROAMFS_CRASH_AT=after-truncate-commit
 mount_faulty --flush-interval 600000
 unset ROAMFS_CRASH_AT
-pid=$(rfs_pid ws)
 "$PY" - "$mp/v" <<'PY' || true
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
 os.write(fd, b"B" * (12 * 1024 * 1024))
 os.ftruncate(fd, 4 * 1024 * 1024)                # the daemon dies right after the commit
 PY
-for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "the daemon did not stop at the crash point after-truncate-commit"
-if [ -n "${RFS_FG_PID[ws]:-}" ]; then wait "${RFS_FG_PID[ws]}" 2>/dev/null || true; unset "RFS_FG_PID[ws]"; fi
-fusermount3 -uz "$mp" 2>/dev/null || umount -l "$mp"
+rfs_crashed ws "the daemon did not stop at the crash point after-truncate-commit"
 touch "$faults/arena-write-fail" "$faults/arena-no-punch"
 LD_PRELOAD=$shim expect_fail "a recovery that cannot free a region past a truncate" "cannot recover" \
   "$ROAMFS" mount "$(rfs_store ws)" "$mp" --cache-dir "$(rfs_cache ws)"
