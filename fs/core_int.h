@@ -44,6 +44,15 @@
 #ifndef RFS_READAHEAD_BLOCKS
 #define RFS_READAHEAD_BLOCKS 16 /* blocks fetched ahead of a sequential reader */
 #endif
+#ifndef RFS_RANDOM_MISSES
+#define RFS_RANDOM_MISSES 4 /* misses of a random reader before its file is fetched whole */
+#endif
+#ifndef RFS_FILE_FETCH_BATCH
+#define RFS_FILE_FETCH_BATCH 8 /* blocks of such a file queued at a time */
+#endif
+#ifndef RFS_FILE_FETCH_CACHE_SHARE
+#define RFS_FILE_FETCH_CACHE_SHARE 4 /* only files up to a quarter of the cache size */
+#endif
 #ifndef RFS_PREFETCH_THREADS
 #define RFS_PREFETCH_THREADS 8
 #endif
@@ -68,7 +77,7 @@
 #endif
 
 /* Prefetch job kinds (prefetch.h): a block hash, or a file whose directory to prefetch. */
-enum { PF_BLOCK, PF_SIBLINGS };
+enum { PF_BLOCK, PF_SIBLINGS, PF_FILE };
 
 /* A dirty block. Its bytes live in region `slot` of the staging arenas (data.c, "staging
  * arenas"): [0, len) is its content, anything past len reads as zeros. Protected by the
@@ -100,6 +109,8 @@ struct node {
 	int64_t dirty_since_ms; /* CLOCK_BOOTTIME of the oldest unflushed change, 0: clean */
 	uint64_t ra_next;       /* where a sequential reader continues (readahead trigger) */
 	uint64_t ra_block;      /* + 1: the block whose readahead was last queued (0: none) */
+	uint64_t random_misses; /* cache misses outside a sequential stream (note_random_miss) */
+	int file_fetch;         /* the whole file was queued for a random reader */
 	int dirty;              /* nblocks || attr_dirty; written under lock, read atomically
 			       * under fs->nodes_lock (which must never wait for a node lock) */
 };
@@ -173,7 +184,7 @@ int core_check_writable(struct rfs_fs *fs);
 
 /* Whether a block can be read without the store; loc may be NULL (looked up). */
 int core_block_cached(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc);
-/* The prefetch workers' job (prefetch.h); arg is the fs, kind PF_BLOCK or PF_SIBLINGS. */
+/* The prefetch workers' job (prefetch.h); arg is the fs, kind PF_BLOCK, PF_SIBLINGS or PF_FILE. */
 void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN]);
 /* Drops a deleted inode's dirty blocks and pending attributes. */
 void core_discard_staging(struct rfs_fs *fs, uint64_t ino);

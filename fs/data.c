@@ -639,10 +639,25 @@ static void queue_siblings(struct rfs_fs *fs, uint64_t ino)
 	rfs_prefetch_add(fs->prefetch, PF_SIBLINGS, key);
 }
 
+/* Reads len bytes at off of a block from the SSD cache. 0, or -ENOENT (not cached). */
+static int read_cached_part(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint32_t off, uint32_t len, char *out)
+{
+	int fd = rfs_cache_open_block(fs->cache, hash);
+	if (fd < 0)
+		return -ENOENT;
+	ssize_t r = rfs_pread_full(fd, out, len, off);
+	close(fd);
+	if (r < 0)
+		return -ENOENT;
+	memset(out + r, 0, len - (size_t)r);
+	return 0;
+}
+
 /* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
- * Bytes past the block's stored length read as zeros. */
+ * Bytes past the block's stored length read as zeros. *missed (if not NULL) is set when the
+ * block was not in the SSD cache. */
 static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off, uint32_t len,
-			   char *out)
+			   char *out, int *missed)
 {
 	const struct dblock *d = n ? dblock_find(n, idx) : NULL;
 	if (d)
@@ -657,20 +672,15 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 	}
 	if (rc < 0)
 		return rc;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int fd = rfs_cache_open_block(fs->cache, hash);
-		if (fd >= 0) {
-			ssize_t r = rfs_pread_full(fd, out, len, off);
-			close(fd);
-			if (r >= 0) {
-				memset(out + r, 0, len - (size_t)r);
-				return 0;
-			}
-		}
-		/* the readahead may be fetching this very block: wait for it rather than fetch twice */
-		if (attempt || !fs->prefetch || !rfs_prefetch_wait_for(fs->prefetch, PF_BLOCK, hash))
-			break;
-	}
+	if (read_cached_part(fs, hash, off, len, out) == 0)
+		return 0;
+	if (missed)
+		*missed = 1;
+	/* The readahead may be fetching this very block (wait for it rather than fetch it
+	 * twice), or have it queued (take it: the reader goes first). */
+	int claim = fs->prefetch ? rfs_prefetch_claim(fs->prefetch, PF_BLOCK, hash) : -EAGAIN;
+	if (claim >= 0 && read_cached_part(fs, hash, off, len, out) == 0)
+		goto out;
 	uint8_t *buf = NULL;
 	uint32_t blen = 0;
 	int fetched = 0;
@@ -684,6 +694,9 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 	}
 	if (rc == 0 && fetched && idx == 0)
 		queue_siblings(fs, ino);
+out:
+	if (claim == 0)
+		rfs_prefetch_release(fs->prefetch, PF_BLOCK, hash);
 	return rc;
 }
 
@@ -793,6 +806,62 @@ static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t s
 	}
 }
 
+/* A random reader (a dataset shard, a model loaded tensor by tensor) of a file that is small
+ * against the cache gets the whole file fetched in the background, several blocks at once:
+ * it would otherwise wait for one block fetch per miss, one at a time. It takes a few misses
+ * outside a sequential stream first - more for bigger files (a 64th of their blocks) - so a
+ * reader that only peeks into a file does not pull all of it. */
+static void note_random_miss(struct rfs_fs *fs, struct node *n, uint64_t size)
+{
+	uint64_t bs = fs->format.block_size, nblocks = (size + bs - 1) / bs;
+	struct rfs_cache_stats st;
+	rfs_cache_get_stats(fs->cache, &st);
+	if (!fs->prefetch || nblocks <= RFS_RANDOM_MISSES || size > st.limit / RFS_FILE_FETCH_CACHE_SHARE)
+		return;
+	uint64_t need = nblocks / 64 > RFS_RANDOM_MISSES ? nblocks / 64 : RFS_RANDOM_MISSES;
+	pthread_mutex_lock(&n->lock);
+	int start = !n->file_fetch && ++n->random_misses >= need;
+	if (start)
+		n->file_fetch = 1;
+	pthread_mutex_unlock(&n->lock);
+	if (start) {
+		uint8_t key[RFS_HASH_LEN] = {0};
+		memcpy(key, &n->ino, sizeof(n->ino)); /* from block 0 (key bytes 8..15) */
+		rfs_prefetch_add(fs->prefetch, PF_FILE, key);
+	}
+}
+
+/* Prefetch job PF_FILE (ino, from): queues the next few uncached blocks of the file from
+ * block `from`, then itself for the rest, so the queue never holds more than a batch of one
+ * file and a reader's own misses are not stuck behind a whole file's fetches. */
+static void prefetch_file(struct rfs_fs *fs, uint64_t ino, uint64_t from)
+{
+	struct rfs_attr a;
+	rfs_meta_lock(fs->meta);
+	int rc = rfs_meta_get_attr(fs->meta, ino, &a);
+	rfs_meta_unlock(fs->meta);
+	if (rc < 0 || !S_ISREG(a.mode))
+		return; /* removed meanwhile */
+	uint64_t bs = fs->format.block_size, nblocks = (a.size + bs - 1) / bs, i = from;
+	for (int queued = 0; i < nblocks && queued < RFS_FILE_FETCH_BATCH; i++) {
+		uint8_t hash[RFS_HASH_LEN];
+		rfs_meta_lock(fs->meta);
+		rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
+		rfs_meta_unlock(fs->meta);
+		if (rc < 0 || core_block_cached(fs, hash, NULL))
+			continue;
+		if (rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash) < 0)
+			return; /* the queue is full: readahead is a hint, not a backlog */
+		queued++;
+	}
+	if (i < nblocks) {
+		uint8_t key[RFS_HASH_LEN] = {0};
+		memcpy(key, &ino, sizeof(ino));
+		memcpy(key + 8, &i, sizeof(i));
+		rfs_prefetch_add(fs->prefetch, PF_FILE, key);
+	}
+}
+
 ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf)
 {
 	struct node *n = core_node_get(fs, ino, 1);
@@ -800,7 +869,7 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 		return -ENOMEM;
 	struct clean_part parts[8], *cp = parts;
 	size_t nparts = 0, capparts = 8;
-	int sequential = 0;
+	int sequential = 0, in_stream = 0;
 	uint64_t fsize = 0;
 	/* Dirty blocks are read under the node lock (staging may change); stored blocks are read
 	 * after it is dropped, so parallel reads of one file fetch in parallel. */
@@ -816,6 +885,7 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	if (size > n->size - off)
 		size = (size_t)(n->size - off);
 	sequential = off == n->ra_next || (off && off / fs->format.block_size == n->ra_next / fs->format.block_size);
+	in_stream = sequential;
 	n->ra_next = off + size;
 	/* queue readahead once per block a sequential reader enters, not on every request (a
 	 * 4 MiB block is read in four 1 MiB requests; each queueing is 16 metadata lookups) */
@@ -832,7 +902,7 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 		uint64_t pos = off + done, idx;
 		uint32_t boff, chunk = block_chunk(bs, pos, size - done, &idx, &boff);
 		if (dblock_find(n, idx)) {
-			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done);
+			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done, NULL);
 			if (r < 0) {
 				rc = r;
 				goto unlock;
@@ -857,13 +927,16 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	rc = (ssize_t)done;
 unlock:
 	pthread_mutex_unlock(&n->lock);
+	int missed = 0;
 	for (size_t i = 0; rc >= 0 && i < nparts; i++) {
-		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst);
+		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst, &missed);
 		if (r < 0)
 			rc = r;
 	}
 	if (rc > 0 && sequential)
 		read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, fsize);
+	if (rc > 0 && !in_stream && missed)
+		note_random_miss(fs, n, fsize);
 	if (cp != parts)
 		free(cp);
 	core_node_put(fs, n);
@@ -897,6 +970,13 @@ void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN])
 		uint64_t ino;
 		memcpy(&ino, key, sizeof(ino));
 		prefetch_siblings(fs, ino);
+		return;
+	}
+	if (kind == PF_FILE) {
+		uint64_t ino, from;
+		memcpy(&ino, key, sizeof(ino));
+		memcpy(&from, key + 8, sizeof(from));
+		prefetch_file(fs, ino, from);
 		return;
 	}
 	if (core_block_cached(fs, key, NULL))

@@ -7,6 +7,7 @@
 
 #define QUEUE_LEN 256
 #define MAX_THREADS 32
+#define MAX_CLAIMS 64 /* jobs done by callers (readers) at once; more are not tracked */
 
 struct job {
 	uint8_t kind;
@@ -25,6 +26,8 @@ struct rfs_prefetch {
 	size_t head, count;
 	struct job running[MAX_THREADS];
 	int busy[MAX_THREADS];
+	struct job claimed[MAX_CLAIMS]; /* jobs a caller took over (rfs_prefetch_claim) */
+	int nclaimed;
 	int stop;
 };
 
@@ -38,15 +41,39 @@ static int same_job(const struct job *j, int kind, const uint8_t *key)
 	return j->kind == kind && !memcmp(j->key, key, RFS_HASH_LEN);
 }
 
+/* Whether a worker runs the job or a caller has claimed it. */
+static int running_locked(struct rfs_prefetch *p, int kind, const uint8_t *key)
+{
+	for (int i = 0; i < p->nthreads; i++)
+		if (p->busy[i] && same_job(&p->running[i], kind, key))
+			return 1;
+	for (int i = 0; i < p->nclaimed; i++)
+		if (same_job(&p->claimed[i], kind, key))
+			return 1;
+	return 0;
+}
+
+/* Takes the job out of the queue if it is queued there (order of the others kept). */
+static int unqueue_locked(struct rfs_prefetch *p, int kind, const uint8_t *key)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		if (!same_job(&p->queue[(p->head + i) % QUEUE_LEN], kind, key))
+			continue;
+		for (size_t k = i; k + 1 < p->count; k++)
+			p->queue[(p->head + k) % QUEUE_LEN] = p->queue[(p->head + k + 1) % QUEUE_LEN];
+		p->count--;
+		pthread_cond_signal(&p->room);
+		return 1;
+	}
+	return 0;
+}
+
 static int known_locked(struct rfs_prefetch *p, int kind, const uint8_t *key)
 {
 	for (size_t i = 0; i < p->count; i++)
 		if (same_job(&p->queue[(p->head + i) % QUEUE_LEN], kind, key))
 			return 1;
-	for (int i = 0; i < p->nthreads; i++)
-		if (p->busy[i] && same_job(&p->running[i], kind, key))
-			return 1;
-	return 0;
+	return running_locked(p, kind, key);
 }
 
 static void push_locked(struct rfs_prefetch *p, int kind, const uint8_t *key)
@@ -147,16 +174,40 @@ int rfs_prefetch_add_wait(struct rfs_prefetch *p, int kind, const uint8_t key[RF
 	return rc;
 }
 
-int rfs_prefetch_wait_for(struct rfs_prefetch *p, int kind, const uint8_t key[RFS_HASH_LEN])
+int rfs_prefetch_claim(struct rfs_prefetch *p, int kind, const uint8_t key[RFS_HASH_LEN])
 {
-	int waited = 0;
+	int rc;
 	pthread_mutex_lock(&p->lock);
-	while (!p->stop && known_locked(p, kind, key)) {
-		waited = 1;
-		pthread_cond_wait(&p->done, &p->lock);
+	if (running_locked(p, kind, key)) {
+		while (!p->stop && running_locked(p, kind, key))
+			pthread_cond_wait(&p->done, &p->lock);
+		rc = 1;
+	} else {
+		unqueue_locked(p, kind, key);
+		if (p->nclaimed == MAX_CLAIMS) {
+			rc = -EAGAIN;
+		} else {
+			struct job *j = &p->claimed[p->nclaimed++];
+			j->kind = (uint8_t)kind;
+			memcpy(j->key, key, RFS_HASH_LEN);
+			rc = 0;
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
-	return waited;
+	return rc;
+}
+
+void rfs_prefetch_release(struct rfs_prefetch *p, int kind, const uint8_t key[RFS_HASH_LEN])
+{
+	pthread_mutex_lock(&p->lock);
+	for (int i = 0; i < p->nclaimed; i++) {
+		if (same_job(&p->claimed[i], kind, key)) {
+			p->claimed[i] = p->claimed[--p->nclaimed];
+			break;
+		}
+	}
+	pthread_cond_broadcast(&p->done);
+	pthread_mutex_unlock(&p->lock);
 }
 
 void rfs_prefetch_wait_idle(struct rfs_prefetch *p)

@@ -236,6 +236,12 @@ rfs_mount() {
   fi
 }
 
+# rfs_status_field MOUNTPOINT FIELD: one field of `roamfs status --json` (which exits 1 or 2
+# while uploads are pending or failing; its JSON is what counts).
+rfs_status_field() {
+  { "$ROAMFS" status "$1" --json || true; } | "$PY" -c "import json,sys; print(json.load(sys.stdin)['mounts'][0]['$2'])"
+}
+
 # rfs_umount NAME: roamfs umount must flush, unmount and wait for its daemon to exit.
 rfs_umount() {
   local name=$1 mp pid rc=0 out i

@@ -12,10 +12,7 @@ rfs_require_file_store
 rfs_format bw
 rfs_mount bw
 mp=$(rfs_mp bw) sd=$(rfs_store_dir bw)
-# status exits 1 (pending) or 2 (error) in the steps below; its JSON is what counts
-status_field() {
-  { "$ROAMFS" status "$mp" --json || true; } | "$PY" -c "import json,sys; print(json.load(sys.stdin)['mounts'][0]['$1'])"
-}
+status_field() { rfs_status_field "$mp" "$1"; }
 
 step "the store refuses new packs: a 100 MiB file stays staged, status says why"
 rm -rf "$sd/data" && : >"$sd/data"

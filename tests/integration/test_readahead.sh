@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Reads that miss the cache, through a real mount on a fresh cache dir: a random reader of a file
+# small against the cache gets all of the file fetched in the background, each block once (a
+# reader's own miss takes the block over from the readahead queue instead of fetching it
+# twice); a reader that only peeks, and a file too big for the cache's share, are not fetched
+# whole; a sequential reader reads everything once.
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+[ -n "$PY" ] || skip "needs python3"
+
+MIB=$((1 << 20))
+BLOCKS=16 # 4 MiB blocks (the default block size)
+rfs_format ra
+rfs_mount ra
+mp=$(rfs_mp ra)
+head -c $((BLOCKS * 4 * MIB)) /dev/urandom >"$WORK/data.src"
+cp "$WORK/data.src" "$mp/data.bin"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ra
+
+# preads BLOCK...: 4 KiB at 1234 bytes into each named block, in that order, each checked
+# against the source file.
+preads() {
+  "$PY" - "$mp/data.bin" "$WORK/data.src" "$@" <<'EOF' || fail "random reads through the mount failed"
+import os, sys
+f, src = os.open(sys.argv[1], os.O_RDONLY), open(sys.argv[2], 'rb')
+for b in sys.argv[3:]:
+    off = int(b) * (4 << 20) + 1234
+    src.seek(off)
+    if os.pread(f, 4096, off) != src.read(4096):
+        sys.exit('block %s: the bytes read differ from the source' % b)
+EOF
+}
+blocks() { rfs_status_field "$mp" cache_blocks; }
+fresh_mount() { rfs_new_cache ra; rfs_mount ra "$@"; sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+step "a random reader of a file small against the cache: the whole file comes, each block once"
+fresh_mount
+preads 9 2 13 5 11
+for ((i = 0; i < 300; i++)); do [ "$(blocks)" -ge $BLOCKS ] && break; sleep 0.1; done
+assert_eq $BLOCKS "$(blocks)" "blocks in the cache after five random misses"
+in=$(rfs_status_field "$mp" bytes_in)
+# each block crosses the wire once: a second fetch of any of them would add 4 MiB
+[ "$in" -lt $(((BLOCKS * 4 + 1) * MIB)) ] || fail "fetched $in bytes for a $((BLOCKS * 4)) MiB file: blocks were fetched twice"
+gets=$(rfs_status_field "$mp" req_get)
+cmp "$mp/data.bin" "$WORK/data.src" || fail "the file reads back wrong from the cache"
+in2=$(rfs_status_field "$mp" bytes_in) # (status and the idle pulls read a few hundred bytes)
+[ $((in2 - in)) -lt $MIB ] || fail "reading the whole file afterwards fetched $((in2 - in)) more bytes"
+step "ok: $in bytes in, $gets GETs"
+rfs_umount ra
+
+step "a reader that only peeks into the file does not pull all of it"
+fresh_mount
+preads 3 12 7
+sleep 2
+assert_eq 3 "$(blocks)" "blocks in the cache after three random reads"
+rfs_umount ra
+
+step "a file bigger than a quarter of the cache is not fetched whole"
+fresh_mount --cache-size 200M
+preads 9 2 13 5 11 7 1
+sleep 2
+assert_eq 7 "$(blocks)" "blocks in the cache after seven random reads of a 64 MiB file, 200 MiB cache"
+rfs_umount ra
+
+step "a sequential reader gets every block once, read ahead"
+fresh_mount
+cmp "$mp/data.bin" "$WORK/data.src" || fail "a sequential read returned wrong bytes"
+in=$(rfs_status_field "$mp" bytes_in)
+[ "$in" -lt $(((BLOCKS * 4 + 1) * MIB)) ] || fail "fetched $in bytes for a $((BLOCKS * 4)) MiB file read once"
+assert_eq $BLOCKS "$(blocks)" "blocks in the cache after one sequential read"
+rfs_umount ra
