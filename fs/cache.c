@@ -252,25 +252,31 @@ int rfs_cache_open_block(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN])
 	pthread_mutex_lock(&c->lock);
 	struct centry *e = find(c, hash);
 	if (!e) {
-		c->misses++;
 		pthread_mutex_unlock(&c->lock);
 		return -ENOENT;
 	}
 	lru_unlink(c, e);
 	lru_push_front(c, e);
-	c->hits++;
 	/* open under the lock so a concurrent eviction cannot unlink between find and open */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int err = errno;
 		remove_entry(c, e); /* someone removed the file behind our back */
-		c->hits--;
-		c->misses++;
 		pthread_mutex_unlock(&c->lock);
 		return -err;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return fd;
+}
+
+void rfs_cache_count(struct rfs_cache *c, int hit)
+{
+	pthread_mutex_lock(&c->lock);
+	if (hit)
+		c->hits++;
+	else
+		c->misses++;
+	pthread_mutex_unlock(&c->lock);
 }
 
 int rfs_cache_advise(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN])

@@ -28,8 +28,12 @@ struct rfs_cache_stats {
 
 int rfs_cache_open(const char *dir, uint64_t limit, struct rfs_cache **out);
 void rfs_cache_close(struct rfs_cache *c);
-/* Returns a read-only fd on the block, or -ENOENT. Counts a hit or a miss. */
+/* Returns a read-only fd on the block, or -ENOENT. Moves it to the front of the LRU. */
 int rfs_cache_open_block(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
+/* Counts one read served locally (hit) or from the store (miss) in the stats. The reader
+ * counts, once per block it reads, not the lookups: a read may look at the block file, a
+ * cached pack range and the in-memory windows before it knows. */
+void rfs_cache_count(struct rfs_cache *c, int hit);
 /* Whether the block is cached (no hit/miss counted, no LRU change). */
 int rfs_cache_has(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
 /* Starts reading a cached block's file into the page cache in the background (a sequential

@@ -78,6 +78,7 @@
 
 /* Prefetch job kinds (prefetch.h): a block hash, or a file whose directory to prefetch. */
 enum { PF_BLOCK, PF_SIBLINGS, PF_FILE };
+enum { RFS_FETCHED_WINDOW = 1, RFS_FETCHED_BLOCK = 2 }; /* what load_block had to fetch */
 
 /* A dirty block. Its bytes live in region `slot` of the staging arenas (data.c, "staging
  * arenas"): [0, len) is its content, anything past len reads as zeros. Protected by the
@@ -110,7 +111,6 @@ struct node {
 	uint64_t ra_next;       /* where a sequential reader continues (readahead trigger) */
 	uint64_t ra_block;      /* + 1: the block whose readahead was last queued (0: none) */
 	uint64_t random_misses; /* cache misses outside a sequential stream (note_random_miss) */
-	int file_fetch;         /* the whole file was queued for a random reader */
 	int dirty;              /* nblocks || attr_dirty; written under lock, read atomically
 			       * under fs->nodes_lock (which must never wait for a node lock) */
 };

@@ -422,7 +422,7 @@ static int load_window(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], cons
 			if (!win && rc != 0)
 				return rc;
 			if (win && fetched)
-				*fetched = 1;
+				*fetched = RFS_FETCHED_WINDOW;
 		}
 	}
 	if (!win)
@@ -475,7 +475,8 @@ static int load_cached_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN]
 /* Brings a stored block into memory: cache, else the store (verified, then cached).
  * On success *out is a malloc'd buffer of the block's *len bytes, which the caller frees
  * (a small file's block costs a few KiB, not a block size). *fetched (if not NULL) is set
- * when a small block's pack range had to come from the store. */
+ * to RFS_FETCHED_WINDOW when a small block's pack range had to come from the store, to
+ * RFS_FETCHED_BLOCK when the block did. */
 static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8_t **out, uint32_t *len, int *fetched)
 {
 	if (load_cached_block(fs, hash, out, len) == 0)
@@ -507,6 +508,8 @@ static int load_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint8
 	char key[64];
 	rfs_pack_key(loc.pack, key, sizeof(key));
 	struct rfs_buf b = {0};
+	if (fetched)
+		*fetched = RFS_FETCHED_BLOCK;
 	rc = rfs_store_get(fs->store, key, loc.off, loc.slen, &b);
 	if (rc < 0) {
 		char cause[256];
@@ -655,7 +658,7 @@ static int read_cached_part(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN],
 
 /* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
  * Bytes past the block's stored length read as zeros. *missed (if not NULL) is set when the
- * block was not in the SSD cache. */
+ * reader had to wait for the store (not in the SSD cache, nor in a cached pack range). */
 static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off, uint32_t len,
 			   char *out, int *missed)
 {
@@ -672,18 +675,18 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 	}
 	if (rc < 0)
 		return rc;
+	int claim = -EAGAIN, fetched = 0;
 	if (read_cached_part(fs, hash, off, len, out) == 0)
-		return 0;
-	if (missed)
-		*missed = 1;
+		goto out;
 	/* The readahead may be fetching this very block (wait for it rather than fetch it
 	 * twice), or have it queued (take it: the reader goes first). */
-	int claim = fs->prefetch ? rfs_prefetch_claim(fs->prefetch, PF_BLOCK, hash) : -EAGAIN;
+	claim = fs->prefetch ? rfs_prefetch_claim(fs->prefetch, PF_BLOCK, hash) : -EAGAIN;
+	if (claim == 1)
+		fetched = RFS_FETCHED_BLOCK; /* waited for the store */
 	if (claim >= 0 && read_cached_part(fs, hash, off, len, out) == 0)
 		goto out;
 	uint8_t *buf = NULL;
 	uint32_t blen = 0;
-	int fetched = 0;
 	rc = load_block(fs, hash, &buf, &blen, &fetched);
 	if (rc == 0) {
 		uint32_t avail = off < blen ? blen - off : 0;
@@ -692,11 +695,16 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 		memset(out + c, 0, len - c);
 		free(buf);
 	}
-	if (rc == 0 && fetched && idx == 0)
+	if (rc == 0 && fetched == RFS_FETCHED_WINDOW && idx == 0)
 		queue_siblings(fs, ino);
 out:
 	if (claim == 0)
 		rfs_prefetch_release(fs->prefetch, PF_BLOCK, hash);
+	if (rc == 0) {
+		rfs_cache_count(fs->cache, !fetched);
+		if (fetched && missed)
+			*missed = 1;
+	}
 	return rc;
 }
 
@@ -820,9 +828,10 @@ static void note_random_miss(struct rfs_fs *fs, struct node *n, uint64_t size)
 		return;
 	uint64_t need = nblocks / 64 > RFS_RANDOM_MISSES ? nblocks / 64 : RFS_RANDOM_MISSES;
 	pthread_mutex_lock(&n->lock);
-	int start = !n->file_fetch && ++n->random_misses >= need;
-	if (start)
-		n->file_fetch = 1;
+	/* every `need` misses, not once: a whole-file fetch dropped on a full queue (or cut
+	 * short by one) is asked for again while the reader keeps missing; once the file is in
+	 * the cache there are no misses left to count */
+	int start = ++n->random_misses % need == 0;
 	pthread_mutex_unlock(&n->lock);
 	if (start) {
 		uint8_t key[RFS_HASH_LEN] = {0};

@@ -85,6 +85,22 @@ static void push_locked(struct rfs_prefetch *p, int kind, const uint8_t *key)
 	pthread_cond_signal(&p->work);
 }
 
+/* Whether a job is queued or running (claims aside). */
+static int active_locked(struct rfs_prefetch *p)
+{
+	int any = p->count > 0;
+	for (int i = 0; i < p->nthreads; i++)
+		any |= p->busy[i];
+	return any;
+}
+
+/* Wakes rfs_prefetch_wait_idle() when nothing is queued or running. */
+static void wake_if_idle_locked(struct rfs_prefetch *p)
+{
+	if (!active_locked(p))
+		pthread_cond_broadcast(&p->idle);
+}
+
 static void *work(void *arg)
 {
 	struct rfs_prefetch *p = ((struct worker *)arg)->p;
@@ -106,11 +122,7 @@ static void *work(void *arg)
 		pthread_mutex_lock(&p->lock);
 		p->busy[id] = 0;
 		pthread_cond_broadcast(&p->done);
-		int any = p->count > 0;
-		for (int i = 0; i < p->nthreads; i++)
-			any |= p->busy[i];
-		if (!any)
-			pthread_cond_broadcast(&p->idle);
+		wake_if_idle_locked(p);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -183,7 +195,8 @@ int rfs_prefetch_claim(struct rfs_prefetch *p, int kind, const uint8_t key[RFS_H
 			pthread_cond_wait(&p->done, &p->lock);
 		rc = 1;
 	} else {
-		unqueue_locked(p, kind, key);
+		if (unqueue_locked(p, kind, key))
+			wake_if_idle_locked(p); /* it may have been the last queued job */
 		if (p->nclaimed == MAX_CLAIMS) {
 			rc = -EAGAIN;
 		} else {
@@ -213,14 +226,8 @@ void rfs_prefetch_release(struct rfs_prefetch *p, int kind, const uint8_t key[RF
 void rfs_prefetch_wait_idle(struct rfs_prefetch *p)
 {
 	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		int any = p->count > 0;
-		for (int i = 0; i < p->nthreads; i++)
-			any |= p->busy[i];
-		if (!any || p->stop)
-			break;
+	while (active_locked(p) && !p->stop)
 		pthread_cond_wait(&p->idle, &p->lock);
-	}
 	pthread_mutex_unlock(&p->lock);
 }
 

@@ -46,7 +46,12 @@ gets=$(rfs_status_field "$mp" req_get)
 cmp "$mp/data.bin" "$WORK/data.src" || fail "the file reads back wrong from the cache"
 in2=$(rfs_status_field "$mp" bytes_in) # (status and the idle pulls read a few hundred bytes)
 [ $((in2 - in)) -lt $MIB ] || fail "reading the whole file afterwards fetched $((in2 - in)) more bytes"
-step "ok: $in bytes in, $gets GETs"
+hits=$(rfs_status_field "$mp" cache_hits) misses=$(rfs_status_field "$mp" cache_misses)
+# a read counts once: a miss when it waited for the store (the five preads; the kernel may
+# split one into two requests), else a hit (the whole-file read)
+[ "$misses" -ge 5 ] && [ "$misses" -le 10 ] || fail "status counts $misses cache misses for five cold reads"
+[ "$hits" -ge 64 ] || fail "status counts $hits cache hits for a 64 MiB read from the cache"
+step "ok: $in bytes in, $gets GETs, $hits hits, $misses misses"
 rfs_umount ra
 
 step "a reader that only peeks into the file does not pull all of it"
