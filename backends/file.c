@@ -30,6 +30,9 @@ struct file_store {
 				 * the single-writer fallback */
 	int latency_ms;         /* ?latency_ms=N: every request waits N ms first, like a round
 				 * trip to a cloud store; for benchmarks of latency-bound paths */
+	int mibps;              /* ?mibps=N: a GET delivers N MiB/s at most, like one connection
+				 * to a cloud store (~100 MB/s on S3); for benchmarks of how
+				 * many fetches a reader keeps in flight */
 };
 
 static void round_trip(struct rfs_store *s)
@@ -200,6 +203,11 @@ static int file_get(struct rfs_store *s, const char *key, uint64_t off, uint64_t
 		goto out;
 	}
 	out->len = (size_t)r;
+	if (fs->mibps > 0) {
+		uint64_t us = (uint64_t)r * 1000000 / ((uint64_t)fs->mibps << 20);
+		struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+		nanosleep(&ts, NULL);
+	}
 out:
 	close(fd);
 	return rc;
@@ -351,22 +359,29 @@ static const struct rfs_store_ops file_ops = {
 int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, size_t errlen)
 {
 	char real[PATH_MAX], dir[PATH_MAX];
-	int ignore_conditional = 0, latency_ms = 0;
+	int ignore_conditional = 0, latency_ms = 0, mibps = 0;
 	snprintf(dir, sizeof(dir), "%s", dir_arg);
 	char *q = strchr(dir, '?');
 	if (q) {
 		*q++ = 0;
 		for (char *save = NULL, *p = strtok_r(q, "&", &save); p; p = strtok_r(NULL, "&", &save)) {
+			const char *num = !strncmp(p, "latency_ms=", 11) ? p + 11
+					  : !strncmp(p, "mibps=", 6)     ? p + 6
+									 : NULL;
 			char *end = NULL;
-			long ms = !strncmp(p, "latency_ms=", 11) ? strtol(p + 11, &end, 10) : -1;
+			long v = num ? strtol(num, &end, 10) : -1;
+			int ok_num = num && end != num && !*end && v >= 0 && v <= 10000;
 			if (!strcmp(p, "conditional=ignore")) {
 				ignore_conditional = 1;
-			} else if (end && end != p + 11 && !*end && ms >= 0 && ms <= 10000) {
-				latency_ms = (int)ms;
+			} else if (ok_num && num == p + 11) {
+				latency_ms = (int)v;
+			} else if (ok_num && v > 0) {
+				mibps = (int)v;
 			} else {
 				snprintf(err, errlen,
 					 "unknown file store parameter '%s' (known, for tests and "
-					 "benchmarks: conditional=ignore, latency_ms=N)",
+					 "benchmarks: conditional=ignore, latency_ms=N with N 0..10000, "
+					 "mibps=N with N 1..10000)",
 					 p);
 				return -EINVAL;
 			}
@@ -390,6 +405,7 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 	fs->base.ops = &file_ops;
 	fs->ignore_conditional = ignore_conditional;
 	fs->latency_ms = latency_ms;
+	fs->mibps = mibps;
 	pthread_mutex_init(&fs->base.err_lock, NULL);
 	fs->root = strdup(real);
 	size_t ulen = strlen(real) + 64;
@@ -401,14 +417,21 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 		return -ENOMEM;
 	}
 	snprintf(fs->base.url, ulen, "file://%s", real);
-	if (ignore_conditional || latency_ms) {
-		size_t n = strlen(fs->base.url);
-		snprintf(fs->base.url + n, ulen - n, "?%s%s", ignore_conditional ? "conditional=ignore" : "",
-			 ignore_conditional && latency_ms ? "&" : "");
-		if (latency_ms) {
-			n = strlen(fs->base.url);
-			snprintf(fs->base.url + n, ulen - n, "latency_ms=%d", latency_ms);
-		}
+	char sep = '?';
+	size_t n;
+	if (ignore_conditional) {
+		n = strlen(fs->base.url);
+		snprintf(fs->base.url + n, ulen - n, "%cconditional=ignore", sep);
+		sep = '&';
+	}
+	if (latency_ms) {
+		n = strlen(fs->base.url);
+		snprintf(fs->base.url + n, ulen - n, "%clatency_ms=%d", sep, latency_ms);
+		sep = '&';
+	}
+	if (mibps) {
+		n = strlen(fs->base.url);
+		snprintf(fs->base.url + n, ulen - n, "%cmibps=%d", sep, mibps);
 	}
 	*out = &fs->base;
 	return 0;

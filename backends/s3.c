@@ -73,7 +73,7 @@
 #define ROAMFS_S3_BACKOFF_MAX_MS 8000
 #endif
 #ifndef ROAMFS_S3_POOL_MAX
-#define ROAMFS_S3_POOL_MAX 32 /* idle curl handles (and their connections) kept */
+#define ROAMFS_S3_POOL_MAX 72 /* idle curl handles (and their connections) kept: 64 fetches + uploads */
 #endif
 #define CONNECT_TIMEOUT_S 10
 #define LOW_SPEED_BYTES 1024     /* abort a transfer slower than this ... */

@@ -497,7 +497,9 @@ void rfs_fs_set_invalidate(struct rfs_fs *fs, rfs_inval_cb cb, void *arg)
 
 int rfs_fs_start(struct rfs_fs *fs)
 {
-	if (rfs_prefetch_start(RFS_PREFETCH_THREADS, core_prefetch_job, fs, &fs->prefetch) < 0)
+	if (fs->cfg.fetch_threads <= 0)
+		fs->cfg.fetch_threads = RFS_PREFETCH_THREADS;
+	if (rfs_prefetch_start(fs->cfg.fetch_threads, core_prefetch_job, fs, &fs->prefetch) < 0)
 		fs->prefetch = NULL; /* no readahead, still correct */
 	int rc = pthread_create(&fs->bg_thread, NULL, core_bg_thread, fs);
 	if (rc)

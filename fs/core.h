@@ -46,6 +46,7 @@ struct rfs_fs_config {
 	int read_only;
 	int64_t snapshot_every; /* write a checkpoint every this many log records (0: default) */
 	int64_t trash_seconds;  /* keep deleted files this long in /.trash (0: default 1 day, <0: off) */
+	int fetch_threads;      /* prefetch workers: block fetches in flight (0: default 16) */
 };
 
 /* Which attributes rfs_setattr changes. */

@@ -41,20 +41,25 @@
 #ifndef RFS_ADVISE_BLOCKS
 #define RFS_ADVISE_BLOCKS 4 /* cached blocks ahead of a sequential reader read in by the kernel */
 #endif
-#ifndef RFS_READAHEAD_BLOCKS
-#define RFS_READAHEAD_BLOCKS 16 /* blocks fetched ahead of a sequential reader */
+#ifndef RFS_READAHEAD_MIN
+#define RFS_READAHEAD_MIN 4 /* blocks fetched ahead of a sequential reader at first, */
+#endif
+#ifndef RFS_READAHEAD_MAX_BYTES
+#define RFS_READAHEAD_MAX_BYTES (256u << 20) /* doubling per block entered up to this much, */
+#endif
+#ifndef RFS_READAHEAD_MAX_BLOCKS
+#define RFS_READAHEAD_MAX_BLOCKS 128 /* and this many blocks (the prefetch queue holds 256) */
 #endif
 #ifndef RFS_RANDOM_MISSES
 #define RFS_RANDOM_MISSES 4 /* misses of a random reader before its file is fetched whole */
-#endif
-#ifndef RFS_FILE_FETCH_BATCH
-#define RFS_FILE_FETCH_BATCH 8 /* blocks of such a file queued at a time */
 #endif
 #ifndef RFS_FILE_FETCH_CACHE_SHARE
 #define RFS_FILE_FETCH_CACHE_SHARE 4 /* only files up to a quarter of the cache size */
 #endif
 #ifndef RFS_PREFETCH_THREADS
-#define RFS_PREFETCH_THREADS 8
+#define RFS_PREFETCH_THREADS \
+	16 /* prefetch workers (block fetches in flight) unless
+				 * --parallel-fetches says otherwise */
 #endif
 #ifndef RFS_COALESCE_MS
 #define RFS_COALESCE_MS 300 /* background flushes and commits at most this often */
@@ -110,6 +115,8 @@ struct node {
 	int64_t dirty_since_ms; /* CLOCK_BOOTTIME of the oldest unflushed change, 0: clean */
 	uint64_t ra_next;       /* where a sequential reader continues (readahead trigger) */
 	uint64_t ra_block;      /* + 1: the block whose readahead was last queued (0: none) */
+	uint64_t ra_window;     /* blocks the sequential reader's readahead reaches (0: no stream) */
+	uint64_t ra_queued;     /* first block past what its readahead has queued */
 	uint64_t random_misses; /* cache misses outside a sequential stream (note_random_miss) */
 	int dirty;              /* nblocks || attr_dirty; written under lock, read atomically
 			       * under fs->nodes_lock (which must never wait for a node lock) */

@@ -794,23 +794,31 @@ static uint32_t block_chunk(uint32_t bs, uint64_t pos, size_t left, uint64_t *id
 	return chunk > left ? (uint32_t)left : chunk;
 }
 
-/* Queues the stored blocks after idx for background fetching (sequential readers). */
-static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t size)
+/* Readahead for a sequential reader that just entered block idx: queues the uncached stored
+ * blocks from..to (the part of its window not queued before) for the prefetch workers, and
+ * has the kernel read the next RFS_ADVISE_BLOCKS cached ones from the SSD. */
+static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t from, uint64_t to, uint64_t size)
 {
-	if (!fs->prefetch)
+	if (!fs->prefetch || !size)
 		return;
-	uint64_t last = size ? (size - 1) / fs->format.block_size : 0;
-	for (uint64_t i = idx + 1; i <= idx + RFS_READAHEAD_BLOCKS && i <= last; i++) {
+	uint64_t last = (size - 1) / fs->format.block_size;
+	uint64_t advise_to = idx + RFS_ADVISE_BLOCKS;
+	for (uint64_t i = idx + 1; i <= last && (i <= to || i <= advise_to); i++) {
+		int fetch = i >= from && i <= to, advise = i <= advise_to;
+		if (!fetch && !advise)
+			continue;
 		uint8_t hash[RFS_HASH_LEN];
 		rfs_meta_lock(fs->meta);
 		int rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
 		rfs_meta_unlock(fs->meta);
 		if (rc < 0)
 			continue;
-		if (!rfs_cache_has(fs->cache, hash))
-			rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
-		else if (i <= idx + RFS_ADVISE_BLOCKS)
+		if (!rfs_cache_has(fs->cache, hash)) {
+			if (fetch)
+				rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
+		} else if (advise) {
 			rfs_cache_advise(fs->cache, hash); /* on the SSD: have the kernel read it ahead */
+		}
 	}
 }
 
@@ -840,9 +848,10 @@ static void note_random_miss(struct rfs_fs *fs, struct node *n, uint64_t size)
 	}
 }
 
-/* Prefetch job PF_FILE (ino, from): queues the next few uncached blocks of the file from
- * block `from`, then itself for the rest, so the queue never holds more than a batch of one
- * file and a reader's own misses are not stuck behind a whole file's fetches. */
+/* Prefetch job PF_FILE (ino, from): queues the next uncached blocks of the file from block
+ * `from`, one per prefetch worker, then itself for the rest, so the queue never holds more
+ * than a batch of one file and a reader's own misses are not stuck behind a whole file's
+ * fetches. */
 static void prefetch_file(struct rfs_fs *fs, uint64_t ino, uint64_t from)
 {
 	struct rfs_attr a;
@@ -852,7 +861,7 @@ static void prefetch_file(struct rfs_fs *fs, uint64_t ino, uint64_t from)
 	if (rc < 0 || !S_ISREG(a.mode))
 		return; /* removed meanwhile */
 	uint64_t bs = fs->format.block_size, nblocks = (a.size + bs - 1) / bs, i = from;
-	for (int queued = 0; i < nblocks && queued < RFS_FILE_FETCH_BATCH; i++) {
+	for (int queued = 0; i < nblocks && queued < fs->cfg.fetch_threads; i++) {
 		uint8_t hash[RFS_HASH_LEN];
 		rfs_meta_lock(fs->meta);
 		rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
@@ -896,14 +905,33 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	sequential = off == n->ra_next || (off && off / fs->format.block_size == n->ra_next / fs->format.block_size);
 	in_stream = sequential;
 	n->ra_next = off + size;
-	/* queue readahead once per block a sequential reader enters, not on every request (a
-	 * 4 MiB block is read in four 1 MiB requests; each queueing is 16 metadata lookups) */
+	/* Queue readahead once per block a sequential reader enters, not on every request (a
+	 * 4 MiB block is read in four 1 MiB requests). The window starts small (a reader of a
+	 * file's first few MiB does not pull 256 MiB) and doubles with every block the stream
+	 * enters, to RFS_READAHEAD_MAX_BYTES: on a cloud store one connection brings ~100 MB/s,
+	 * so a fast network needs dozens of fetches in flight. Only the blocks new to the window
+	 * are looked up and queued (ra_queued: the first block not queued yet). */
+	uint64_t ra_from = 0, ra_to = 0;
 	if (sequential) {
 		uint64_t last = (off + size - 1) / fs->format.block_size;
-		if (n->ra_block == last + 1)
+		if (n->ra_block == last + 1) {
 			sequential = 0;
-		else
+		} else {
 			n->ra_block = last + 1;
+			uint64_t max = RFS_READAHEAD_MAX_BYTES / fs->format.block_size;
+			if (max > RFS_READAHEAD_MAX_BLOCKS)
+				max = RFS_READAHEAD_MAX_BLOCKS;
+			n->ra_window = n->ra_window ? n->ra_window * 2 : RFS_READAHEAD_MIN;
+			if (n->ra_window > max)
+				n->ra_window = max > RFS_READAHEAD_MIN ? max : RFS_READAHEAD_MIN;
+			ra_from = n->ra_queued > last + 1 ? n->ra_queued : last + 1;
+			ra_to = last + n->ra_window;
+			if (ra_to + 1 > n->ra_queued)
+				n->ra_queued = ra_to + 1;
+		}
+	} else if (!in_stream) {
+		n->ra_window = 0; /* a new stream starts small again */
+		n->ra_queued = 0;
 	}
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
@@ -943,7 +971,7 @@ unlock:
 			rc = r;
 	}
 	if (rc > 0 && sequential)
-		read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, fsize);
+		read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, ra_from, ra_to, fsize);
 	if (rc > 0 && !in_stream && missed)
 		note_random_miss(fs, n, fsize);
 	if (cp != parts)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #define QUEUE_LEN 256
-#define MAX_THREADS 32
+#define MAX_THREADS 64
 #define MAX_CLAIMS 64 /* jobs done by callers (readers) at once; more are not tracked */
 
 struct job {

@@ -3,7 +3,8 @@
 # small against the cache gets all of the file fetched in the background, each block once (a
 # reader's own miss takes the block over from the readahead queue instead of fetching it
 # twice); a reader that only peeks, and a file too big for the cache's share, are not fetched
-# whole; a sequential reader reads everything once.
+# whole; a sequential reader reads everything once, with a readahead window that starts small
+# and doubles per block; --parallel-fetches sets the number of fetch workers.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 [ -n "$PY" ] || skip "needs python3"
@@ -75,3 +76,61 @@ in=$(rfs_status_field "$mp" bytes_in)
 [ "$in" -lt $(((BLOCKS * 4 + 1) * MIB)) ] || fail "fetched $in bytes for a $((BLOCKS * 4)) MiB file read once"
 assert_eq $BLOCKS "$(blocks)" "blocks in the cache after one sequential read"
 rfs_umount ra
+
+step "a sequential reader's readahead starts at 4 blocks and doubles with every block it enters"
+# 1 MiB blocks, 32 of them; the reads skip the kernel's own readahead (POSIX_FADV_RANDOM), so
+# each 1 MiB read is one request for one block, in order
+rfs_format ra1 --block-size 1M
+rfs_mount ra1
+mp=$(rfs_mp ra1)
+head -c $((32 * MIB)) /dev/urandom >"$WORK/small.src"
+cp "$WORK/small.src" "$mp/data.bin"
+"$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
+rfs_umount ra1
+rfs_new_cache ra1
+rfs_mount ra1
+sync; echo 3 >/proc/sys/vm/drop_caches
+# seqread FROM TO: read blocks FROM..TO-1 in order, checked against the source
+seqread() {
+  "$PY" - "$mp/data.bin" "$WORK/small.src" "$1" "$2" <<'EOF' || fail "sequential reads through the mount failed"
+import os, sys
+f, src = os.open(sys.argv[1], os.O_RDONLY), open(sys.argv[2], 'rb')
+os.posix_fadvise(f, 0, 0, os.POSIX_FADV_RANDOM)
+for b in range(int(sys.argv[3]), int(sys.argv[4])):
+    src.seek(b << 20)
+    if os.pread(f, 1 << 20, b << 20) != src.read(1 << 20):
+        sys.exit('block %d: the bytes read differ from the source' % b)
+EOF
+}
+# settled: the cache's block count once it stops changing (the readahead is done)
+settled() {
+  local prev=-1 cur i
+  for ((i = 0; i < 100; i++)); do
+    cur=$(rfs_status_field "$mp" cache_blocks)
+    [ "$cur" = "$prev" ] && break
+    prev=$cur; sleep 0.3
+  done
+  echo "$cur"
+}
+seqread 0 1
+assert_eq 5 "$(settled)" "blocks cached after reading block 0 (it and the 4 after it)"
+seqread 1 6 # windows 8, 16, 32, 64, 128: the whole file is queued by block 5
+assert_eq 32 "$(settled)" "blocks cached after reading blocks 0-5 in order"
+cmp "$mp/data.bin" "$WORK/small.src" || fail "the file reads back wrong"
+rfs_umount ra1
+
+step "--parallel-fetches sets the number of fetch workers; bad values are refused"
+threads() { awk '/^Threads:/{print $2}' "/proc/$(rfs_pid ra1)/status"; }
+rfs_mount ra1
+t_default=$(threads)
+rfs_umount ra1
+rfs_mount ra1 --parallel-fetches 48
+t_48=$(threads)
+rfs_umount ra1
+[ $((t_48 - t_default)) -eq 32 ] || fail "threads: $t_default by default (16 fetch workers), $t_48 with --parallel-fetches 48"
+rfs_mount ra1 -o parallel-fetches=2
+t_2=$(threads)
+rfs_umount ra1
+[ $((t_default - t_2)) -eq 14 ] || fail "threads: $t_default by default, $t_2 with -o parallel-fetches=2"
+expect_fail "--parallel-fetches 0" "parallel-fetches.*1 to 64" "$ROAMFS" mount "$(rfs_store ra1)" "$mp" --parallel-fetches 0
+expect_fail "-o parallel-fetches=65" "parallel-fetches.*1 to 64" "$ROAMFS" mount "$(rfs_store ra1)" "$mp" -o parallel-fetches=65

@@ -99,6 +99,28 @@ static void store_open_urls(void)
 	snprintf(url, sizeof(url), "file://%s?latency_ms=abc", dir);
 	CHECK_ERR(rfs_store_open(url, &s, err, sizeof(err)), EINVAL);
 	CHECK_CONTAINS(err, "latency_ms=abc");
+	/* mibps: a GET of 2 MiB at 20 MiB/s takes 100 ms */
+	s = NULL;
+	snprintf(url, sizeof(url), "file://%s?mibps=20", dir);
+	if (CHECK_OK(rfs_store_open(url, &s, err, sizeof(err)))) {
+		snprintf(want, sizeof(want), "file://%s?mibps=20", real);
+		CHECK_STR(s->url, want);
+		size_t big = 2u << 20;
+		char *body = calloc(1, big);
+		struct rfs_buf b = {0};
+		if (CHECK(body != NULL) && CHECK_OK(rfs_store_put(s, "data/big", body, big))) {
+			int64_t t0 = rfs_monotonic_ms();
+			CHECK_OK(rfs_store_get(s, "data/big", 0, RFS_GET_TO_END, &b));
+			CHECK_EQ(b.len, big);
+			CHECK(rfs_monotonic_ms() - t0 >= 100);
+		}
+		rfs_buf_free(&b);
+		free(body);
+		rfs_store_close(s);
+	}
+	snprintf(url, sizeof(url), "file://%s?mibps=0", dir);
+	CHECK_ERR(rfs_store_open(url, &s, err, sizeof(err)), EINVAL);
+	CHECK_CONTAINS(err, "mibps=0");
 	snprintf(url, sizeof(url), "file://%s?speed=fast", dir);
 	CHECK_ERR(rfs_store_open(url, &s, err, sizeof(err)), EINVAL);
 	CHECK_CONTAINS(err, "speed=fast");
