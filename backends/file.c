@@ -10,6 +10,7 @@
  * Temp files are named ".tmp-*" and are never listed.
  */
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -370,7 +371,7 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 									 : NULL;
 			char *end = NULL;
 			long v = num ? strtol(num, &end, 10) : -1;
-			int ok_num = num && end != num && !*end && v >= 0 && v <= 10000;
+			int ok_num = num && isdigit((unsigned char)num[0]) && !*end && v >= 0 && v <= 10000;
 			if (!strcmp(p, "conditional=ignore")) {
 				ignore_conditional = 1;
 			} else if (ok_num && num == p + 11) {

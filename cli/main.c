@@ -2,6 +2,7 @@
  * main.c - the `roamfs` command: format, mount, umount.
  * Every failure prints what failed, the subject, and what to do, and exits non-zero.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <getopt.h>
@@ -94,7 +95,8 @@ static const char usage_mount[] =
     "  --trash-days D        keep deleted files in MOUNTPOINT/.trash for D days (default 1; 0: off)\n"
     "  --parallel-fetches N  block fetches in flight for readahead and prefetch, 1 to 64 (default 16);\n"
     "                        one store connection brings ~100 MB/s, so a fast network wants more;\n"
-    "                        each fetch holds up to a block (4 MiB) of memory\n"
+    "                        each fetch holds a block of memory (4 MiB by default; at most 256 MiB\n"
+    "                        in all: bigger blocks get fewer)\n"
     "  -f                    stay in the foreground\n"
     "  -d                    debug logging to stderr (implies -f)\n"
     "  -o OPTS               mount options: allow_other, ro, ... and cache-dir=, cache-size=,\n"
@@ -341,8 +343,8 @@ static int parse_fetches(const char *v)
 {
 	char *end;
 	long n = strtol(v, &end, 10);
-	if (end == v || *end || n < 1 || n > 64)
-		die("invalid --parallel-fetches '%s': give a number from 1 to 64, e.g. 32", v);
+	if (!isdigit((unsigned char)v[0]) || *end || n < 1 || n > 64)
+		die("invalid parallel-fetches '%s': give a number from 1 to 64, e.g. 32", v);
 	return (int)n;
 }
 

@@ -499,6 +499,15 @@ int rfs_fs_start(struct rfs_fs *fs)
 {
 	if (fs->cfg.fetch_threads <= 0)
 		fs->cfg.fetch_threads = RFS_PREFETCH_THREADS;
+	/* each fetch holds a block: big blocks get fewer workers (64 MiB blocks: 4) */
+	int by_memory = (int)(RFS_FETCH_MEMORY / fs->format.block_size);
+	if (fs->cfg.fetch_threads > by_memory) {
+		RFS_LOG(LOG_INFO, "%d parallel fetches of %u-byte blocks would hold %d MiB; using %d",
+			fs->cfg.fetch_threads, fs->format.block_size,
+			(int)(((uint64_t)fs->cfg.fetch_threads * fs->format.block_size) >> 20),
+			by_memory > 1 ? by_memory : 1);
+		fs->cfg.fetch_threads = by_memory > 1 ? by_memory : 1;
+	}
 	if (rfs_prefetch_start(fs->cfg.fetch_threads, core_prefetch_job, fs, &fs->prefetch) < 0)
 		fs->prefetch = NULL; /* no readahead, still correct */
 	int rc = pthread_create(&fs->bg_thread, NULL, core_bg_thread, fs);

@@ -47,6 +47,9 @@
 #ifndef RFS_READAHEAD_MAX_BYTES
 #define RFS_READAHEAD_MAX_BYTES (256u << 20) /* doubling per block entered up to this much, */
 #endif
+#ifndef RFS_STREAM_SLACK
+#define RFS_STREAM_SLACK (8u << 20) /* a read this close to where the last ended continues it */
+#endif
 #ifndef RFS_READAHEAD_MAX_BLOCKS
 #define RFS_READAHEAD_MAX_BLOCKS 128 /* and this many blocks (the prefetch queue holds 256) */
 #endif
@@ -55,6 +58,9 @@
 #endif
 #ifndef RFS_FILE_FETCH_CACHE_SHARE
 #define RFS_FILE_FETCH_CACHE_SHARE 4 /* only files up to a quarter of the cache size */
+#endif
+#ifndef RFS_FETCH_MEMORY
+#define RFS_FETCH_MEMORY (256u << 20) /* block buffers of the prefetch workers, at most */
 #endif
 #ifndef RFS_PREFETCH_THREADS
 #define RFS_PREFETCH_THREADS \

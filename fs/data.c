@@ -796,15 +796,17 @@ static uint32_t block_chunk(uint32_t bs, uint64_t pos, size_t left, uint64_t *id
 
 /* Readahead for a sequential reader that just entered block idx: queues the uncached stored
  * blocks from..to (the part of its window not queued before) for the prefetch workers, and
- * has the kernel read the next RFS_ADVISE_BLOCKS cached ones from the SSD. */
-static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t from, uint64_t to, uint64_t size)
+ * has the kernel read the next RFS_ADVISE_BLOCKS cached ones from the SSD. Returns the first
+ * block of from..to it could not queue (the queue was full), to + 1 if none: the next block
+ * the stream enters tries that one again. */
+static uint64_t read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t from, uint64_t to, uint64_t size)
 {
 	if (!fs->prefetch || !size)
-		return;
+		return from;
 	uint64_t last = (size - 1) / fs->format.block_size;
-	uint64_t advise_to = idx + RFS_ADVISE_BLOCKS;
+	uint64_t advise_to = idx + RFS_ADVISE_BLOCKS, upto = to + 1;
 	for (uint64_t i = idx + 1; i <= last && (i <= to || i <= advise_to); i++) {
-		int fetch = i >= from && i <= to, advise = i <= advise_to;
+		int fetch = i >= from && i <= to && i < upto, advise = i <= advise_to;
 		if (!fetch && !advise)
 			continue;
 		uint8_t hash[RFS_HASH_LEN];
@@ -814,12 +816,68 @@ static void read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64_t f
 		if (rc < 0)
 			continue;
 		if (!rfs_cache_has(fs->cache, hash)) {
-			if (fetch)
-				rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash);
+			if (fetch && rfs_prefetch_add(fs->prefetch, PF_BLOCK, hash) < 0)
+				upto = i;
 		} else if (advise) {
 			rfs_cache_advise(fs->cache, hash); /* on the SSD: have the kernel read it ahead */
 		}
 	}
+	return upto;
+}
+
+/* Sequential-stream bookkeeping of a read of size bytes at off (n->lock held, off + size
+ * within the file). Returns RA_NONE (not in a stream), RA_STREAM (continues one) or
+ * RA_ENTERED (continues one and entered a new block: call read_ahead with from..to, the
+ * blocks to queue, empty when from > to).
+ *
+ * A read continues the stream when it starts within RFS_STREAM_SLACK of where the last one
+ * ended (FUSE runs reads on several threads: the kernel's readahead requests arrive slightly
+ * out of order) or in the same block. Readahead is planned once per block the stream enters,
+ * not per request (a 4 MiB block is read in four 1 MiB requests). The window starts small (a
+ * reader of a file's first few MiB does not pull 256 MiB) and doubles with every block the
+ * stream enters, up to RFS_READAHEAD_MAX_BYTES: one connection to a cloud store brings
+ * ~100 MB/s, so a fast network needs dozens of fetches in flight. Only blocks new to the
+ * window are planned (ra_queued: the first block not queued yet), never past the file's end
+ * (a file that grows later is read ahead as the window slides on). */
+enum { RA_NONE, RA_STREAM, RA_ENTERED };
+
+static int readahead_plan(struct rfs_fs *fs, struct node *n, uint64_t off, size_t size, uint64_t *from, uint64_t *to)
+{
+	uint64_t bs = fs->format.block_size, end = off + size;
+	uint64_t slack = bs > RFS_STREAM_SLACK ? bs : RFS_STREAM_SLACK;
+	int in_stream = off == n->ra_next || (off && off + slack >= n->ra_next && off <= n->ra_next + slack);
+	*from = 1;
+	*to = 0;
+	if (!size)
+		return RA_NONE;
+	if (!in_stream) {
+		n->ra_next = end;
+		n->ra_window = 0; /* a new stream starts small again */
+		n->ra_queued = 0;
+		n->ra_block = 0;
+		return RA_NONE;
+	}
+	if (end > n->ra_next)
+		n->ra_next = end;
+	uint64_t last = (end - 1) / bs, file_last = (n->size - 1) / bs;
+	if (last + 1 <= n->ra_block)
+		return RA_STREAM; /* this block's readahead is planned already */
+	n->ra_block = last + 1;
+	uint64_t max = RFS_READAHEAD_MAX_BYTES / bs;
+	if (max > RFS_READAHEAD_MAX_BLOCKS)
+		max = RFS_READAHEAD_MAX_BLOCKS;
+	if (max < RFS_READAHEAD_MIN)
+		max = RFS_READAHEAD_MIN;
+	n->ra_window = n->ra_window ? n->ra_window * 2 : RFS_READAHEAD_MIN;
+	if (n->ra_window > max)
+		n->ra_window = max;
+	uint64_t lo = n->ra_queued > last + 1 ? n->ra_queued : last + 1;
+	uint64_t hi = last + n->ra_window < file_last ? last + n->ra_window : file_last;
+	if (lo <= hi) {
+		*from = lo;
+		*to = hi;
+	}
+	return RA_ENTERED;
 }
 
 /* A random reader (a dataset shard, a model loaded tensor by tensor) of a file that is small
@@ -887,7 +945,7 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 		return -ENOMEM;
 	struct clean_part parts[8], *cp = parts;
 	size_t nparts = 0, capparts = 8;
-	int sequential = 0, in_stream = 0;
+	int ra = RA_NONE;
 	uint64_t fsize = 0;
 	/* Dirty blocks are read under the node lock (staging may change); stored blocks are read
 	 * after it is dropped, so parallel reads of one file fetch in parallel. */
@@ -902,37 +960,8 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	}
 	if (size > n->size - off)
 		size = (size_t)(n->size - off);
-	sequential = off == n->ra_next || (off && off / fs->format.block_size == n->ra_next / fs->format.block_size);
-	in_stream = sequential;
-	n->ra_next = off + size;
-	/* Queue readahead once per block a sequential reader enters, not on every request (a
-	 * 4 MiB block is read in four 1 MiB requests). The window starts small (a reader of a
-	 * file's first few MiB does not pull 256 MiB) and doubles with every block the stream
-	 * enters, to RFS_READAHEAD_MAX_BYTES: on a cloud store one connection brings ~100 MB/s,
-	 * so a fast network needs dozens of fetches in flight. Only the blocks new to the window
-	 * are looked up and queued (ra_queued: the first block not queued yet). */
-	uint64_t ra_from = 0, ra_to = 0;
-	if (sequential) {
-		uint64_t last = (off + size - 1) / fs->format.block_size;
-		if (n->ra_block == last + 1) {
-			sequential = 0;
-		} else {
-			n->ra_block = last + 1;
-			uint64_t max = RFS_READAHEAD_MAX_BYTES / fs->format.block_size;
-			if (max > RFS_READAHEAD_MAX_BLOCKS)
-				max = RFS_READAHEAD_MAX_BLOCKS;
-			n->ra_window = n->ra_window ? n->ra_window * 2 : RFS_READAHEAD_MIN;
-			if (n->ra_window > max)
-				n->ra_window = max > RFS_READAHEAD_MIN ? max : RFS_READAHEAD_MIN;
-			ra_from = n->ra_queued > last + 1 ? n->ra_queued : last + 1;
-			ra_to = last + n->ra_window;
-			if (ra_to + 1 > n->ra_queued)
-				n->ra_queued = ra_to + 1;
-		}
-	} else if (!in_stream) {
-		n->ra_window = 0; /* a new stream starts small again */
-		n->ra_queued = 0;
-	}
+	uint64_t ra_from = 1, ra_to = 0;
+	ra = readahead_plan(fs, n, off, size, &ra_from, &ra_to);
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
 	while (done < size) {
@@ -970,9 +999,15 @@ unlock:
 		if (r < 0)
 			rc = r;
 	}
-	if (rc > 0 && sequential)
-		read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, ra_from, ra_to, fsize);
-	if (rc > 0 && !in_stream && missed)
+	if (rc > 0 && ra == RA_ENTERED) {
+		uint64_t upto =
+		    read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, ra_from, ra_to, fsize);
+		pthread_mutex_lock(&n->lock);
+		if (ra_to >= ra_from && upto > n->ra_queued)
+			n->ra_queued = upto;
+		pthread_mutex_unlock(&n->lock);
+	}
+	if (rc > 0 && ra == RA_NONE && missed)
 		note_random_miss(fs, n, fsize);
 	if (cp != parts)
 		free(cp);

@@ -629,9 +629,9 @@ run_target() {
       [ -s "$W/idle.rgw" ] && rec "$CUR" rgw.idle "$(python3 "$HELPER" rgw "$RGW_LOG" $(cat "$W/idle.rgw") "$BUCKET")"
     fi
   fi
-  cold_again W8c w8_read || return
   step W9mv w9_mv
   step W9rm w9_rm
+  cold_again W8c w8_read || return
   # free the RGW's RAM and the disk before the next target (not timed)
   rm -f "$MP/big"
   bg_run 120 sync_t

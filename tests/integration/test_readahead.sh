@@ -90,13 +90,21 @@ rfs_umount ra1
 rfs_new_cache ra1
 rfs_mount ra1
 sync; echo 3 >/proc/sys/vm/drop_caches
-# seqread FROM TO: read blocks FROM..TO-1 in order, checked against the source
+# seqread BLOCK... [wait BLOCK...]: read the named 1 MiB blocks in this order through one open
+# file, checked against the source; at "wait", creates $WORK/go.ready and waits until $WORK/go
+# exists (the test looks at the cache meanwhile)
 seqread() {
-  "$PY" - "$mp/data.bin" "$WORK/small.src" "$1" "$2" <<'EOF' || fail "sequential reads through the mount failed"
-import os, sys
+  "$PY" - "$mp/data.bin" "$WORK/small.src" "$WORK/go" "$@" <<'EOF' || fail "sequential reads through the mount failed"
+import os, sys, time
 f, src = os.open(sys.argv[1], os.O_RDONLY), open(sys.argv[2], 'rb')
 os.posix_fadvise(f, 0, 0, os.POSIX_FADV_RANDOM)
-for b in range(int(sys.argv[3]), int(sys.argv[4])):
+for b in sys.argv[4:]:
+    if b == 'wait':
+        open(sys.argv[3] + '.ready', 'w').close()
+        while not os.path.exists(sys.argv[3]):
+            time.sleep(0.05)
+        continue
+    b = int(b)
     src.seek(b << 20)
     if os.pread(f, 1 << 20, b << 20) != src.read(1 << 20):
         sys.exit('block %d: the bytes read differ from the source' % b)
@@ -112,10 +120,17 @@ settled() {
   done
   echo "$cur"
 }
-seqread 0 1
+# windows 4, 8, 16, 32 as the stream enters blocks 0, 2, 3, 4: the whole file is queued by then;
+# two reads swapped (as FUSE's threads deliver the kernel's readahead now and then) do not
+# start the stream over
+rm -f "$WORK/go" "$WORK/go.ready"
+seqread 0 wait 2 1 3 4 &
+reader=$!
+for ((i = 0; i < 200; i++)); do [ -e "$WORK/go.ready" ] && break; sleep 0.05; done
 assert_eq 5 "$(settled)" "blocks cached after reading block 0 (it and the 4 after it)"
-seqread 1 6 # windows 8, 16, 32, 64, 128: the whole file is queued by block 5
-assert_eq 32 "$(settled)" "blocks cached after reading blocks 0-5 in order"
+touch "$WORK/go"
+wait $reader || fail "the reader failed"
+assert_eq 32 "$(settled)" "blocks cached after reading blocks 0, 2, 1, 3, 4"
 cmp "$mp/data.bin" "$WORK/small.src" || fail "the file reads back wrong"
 rfs_umount ra1
 
@@ -134,3 +149,11 @@ rfs_umount ra1
 [ $((t_default - t_2)) -eq 14 ] || fail "threads: $t_default by default, $t_2 with -o parallel-fetches=2"
 expect_fail "--parallel-fetches 0" "parallel-fetches.*1 to 64" "$ROAMFS" mount "$(rfs_store ra1)" "$mp" --parallel-fetches 0
 expect_fail "-o parallel-fetches=65" "parallel-fetches.*1 to 64" "$ROAMFS" mount "$(rfs_store ra1)" "$mp" -o parallel-fetches=65
+
+step "with 64 MiB blocks the fetch workers are capped at 256 MiB of blocks (4)"
+rfs_format ra64 --block-size 64M
+rfs_mount ra64 --parallel-fetches 16
+t_64=$(awk '/^Threads:/{print $2}' "/proc/$(rfs_pid ra64)/status")
+rfs_umount ra64
+[ $((t_default - t_64)) -eq 12 ] || fail "threads: $t_default with 16 fetch workers of 1 MiB blocks, $t_64 with 16 asked for 64 MiB blocks"
+assert_match "using 4" "$(rfs_logfile ra64)" "the log says the workers were capped"
