@@ -47,8 +47,13 @@
 #ifndef RFS_READAHEAD_MAX_BYTES
 #define RFS_READAHEAD_MAX_BYTES (256u << 20) /* doubling per block entered up to this much, */
 #endif
-#ifndef RFS_STREAM_SLACK
-#define RFS_STREAM_SLACK (8u << 20) /* a read this close to where the last ended continues it */
+#ifndef RFS_STREAM_AHEAD
+#define RFS_STREAM_AHEAD (8u << 20) /* a read this far past a stream's end continues it, */
+#endif
+#ifndef RFS_STREAM_BEHIND
+#define RFS_STREAM_BEHIND \
+	(16u << 20) /* as does one this far before: the kernel keeps up to 12
+					* (max_background) 1 MiB readahead requests in flight */
 #endif
 #ifndef RFS_READAHEAD_MAX_BLOCKS
 #define RFS_READAHEAD_MAX_BLOCKS 128 /* and this many blocks (the prefetch queue holds 256) */
@@ -123,6 +128,7 @@ struct node {
 	uint64_t ra_block;      /* + 1: the block whose readahead was last queued (0: none) */
 	uint64_t ra_window;     /* blocks the sequential reader's readahead reaches (0: no stream) */
 	uint64_t ra_queued;     /* first block past what its readahead has queued */
+	uint64_t ra_gen;        /* + 1 per new stream (readahead_plan) */
 	uint64_t random_misses; /* cache misses outside a sequential stream (note_random_miss) */
 	int dirty;              /* nblocks || attr_dirty; written under lock, read atomically
 			       * under fs->nodes_lock (which must never wait for a node lock) */

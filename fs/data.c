@@ -807,8 +807,11 @@ static uint64_t read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64
 	uint64_t advise_to = idx + RFS_ADVISE_BLOCKS, upto = to + 1;
 	for (uint64_t i = idx + 1; i <= last && (i <= to || i <= advise_to); i++) {
 		int fetch = i >= from && i <= to && i < upto, advise = i <= advise_to;
-		if (!fetch && !advise)
+		if (!fetch && !advise) {
+			if (i > advise_to && upto <= i)
+				break; /* the queue is full: nothing more to queue or advise */
 			continue;
+		}
 		uint8_t hash[RFS_HASH_LEN];
 		rfs_meta_lock(fs->meta);
 		int rc = rfs_meta_bmap_get(fs->meta, ino, i, hash);
@@ -828,11 +831,13 @@ static uint64_t read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64
 /* Sequential-stream bookkeeping of a read of size bytes at off (n->lock held, off + size
  * within the file). Returns RA_NONE (not in a stream), RA_STREAM (continues one) or
  * RA_ENTERED (continues one and entered a new block: call read_ahead with from..to, the
- * blocks to queue, empty when from > to).
+ * blocks to queue, empty when from > to). *gen is the stream's generation: the caller
+ * records what read_ahead queued only if no new stream began meanwhile.
  *
- * A read continues the stream when it starts within RFS_STREAM_SLACK of where the last one
- * ended (FUSE runs reads on several threads: the kernel's readahead requests arrive slightly
- * out of order) or in the same block. Readahead is planned once per block the stream enters,
+ * A read continues the stream when it starts at most RFS_STREAM_AHEAD past where the stream
+ * has got to, or at most RFS_STREAM_BEHIND before it (or within a block of it, for blocks
+ * bigger than that): FUSE runs reads on several threads, and the kernel keeps up to 12
+ * 1 MiB readahead requests in flight, which arrive out of order. Readahead is planned once per block the stream enters,
  * not per request (a 4 MiB block is read in four 1 MiB requests). The window starts small (a
  * reader of a file's first few MiB does not pull 256 MiB) and doubles with every block the
  * stream enters, up to RFS_READAHEAD_MAX_BYTES: one connection to a cloud store brings
@@ -841,13 +846,16 @@ static uint64_t read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64
  * (a file that grows later is read ahead as the window slides on). */
 enum { RA_NONE, RA_STREAM, RA_ENTERED };
 
-static int readahead_plan(struct rfs_fs *fs, struct node *n, uint64_t off, size_t size, uint64_t *from, uint64_t *to)
+static int readahead_plan(struct rfs_fs *fs, struct node *n, uint64_t off, size_t size, uint64_t *from, uint64_t *to,
+			  uint64_t *gen)
 {
 	uint64_t bs = fs->format.block_size, end = off + size;
-	uint64_t slack = bs > RFS_STREAM_SLACK ? bs : RFS_STREAM_SLACK;
-	int in_stream = off == n->ra_next || (off && off + slack >= n->ra_next && off <= n->ra_next + slack);
+	uint64_t ahead = bs > RFS_STREAM_AHEAD ? bs : RFS_STREAM_AHEAD;
+	uint64_t behind = bs > RFS_STREAM_BEHIND ? bs : RFS_STREAM_BEHIND;
+	int in_stream = off + behind >= n->ra_next && off <= n->ra_next + ahead;
 	*from = 1;
 	*to = 0;
+	*gen = n->ra_gen;
 	if (!size)
 		return RA_NONE;
 	if (!in_stream) {
@@ -855,6 +863,7 @@ static int readahead_plan(struct rfs_fs *fs, struct node *n, uint64_t off, size_
 		n->ra_window = 0; /* a new stream starts small again */
 		n->ra_queued = 0;
 		n->ra_block = 0;
+		*gen = ++n->ra_gen; /* a plan of the old stream must not move ra_queued */
 		return RA_NONE;
 	}
 	if (end > n->ra_next)
@@ -960,8 +969,8 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	}
 	if (size > n->size - off)
 		size = (size_t)(n->size - off);
-	uint64_t ra_from = 1, ra_to = 0;
-	ra = readahead_plan(fs, n, off, size, &ra_from, &ra_to);
+	uint64_t ra_from = 1, ra_to = 0, ra_gen = 0;
+	ra = readahead_plan(fs, n, off, size, &ra_from, &ra_to, &ra_gen);
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
 	while (done < size) {
@@ -1003,7 +1012,7 @@ unlock:
 		uint64_t upto =
 		    read_ahead(fs, ino, (off + (uint64_t)rc - 1) / fs->format.block_size, ra_from, ra_to, fsize);
 		pthread_mutex_lock(&n->lock);
-		if (ra_to >= ra_from && upto > n->ra_queued)
+		if (ra_to >= ra_from && n->ra_gen == ra_gen && upto > n->ra_queued)
 			n->ra_queued = upto;
 		pthread_mutex_unlock(&n->lock);
 	}
