@@ -4,7 +4,8 @@
 # reader's own miss takes the block over from the readahead queue instead of fetching it
 # twice); a reader that only peeks, and a file too big for the cache's share, are not fetched
 # whole; a sequential reader reads everything once, with a readahead window that starts small
-# and doubles per block; --parallel-fetches sets the number of fetch workers.
+# and doubles per block; concurrent sequential and random readers read right and fetch each
+# block once; --parallel-fetches sets the number of fetch workers.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 [ -n "$PY" ] || skip "needs python3"
@@ -75,6 +76,31 @@ cmp "$mp/data.bin" "$WORK/data.src" || fail "a sequential read returned wrong by
 in=$(rfs_status_field "$mp" bytes_in)
 [ "$in" -lt $(((BLOCKS * 4 + 1) * MIB)) ] || fail "fetched $in bytes for a $((BLOCKS * 4)) MiB file read once"
 assert_eq $BLOCKS "$(blocks)" "blocks in the cache after one sequential read"
+rfs_umount ra
+
+step "concurrent readers of one cold file, sequential and random, read right and fetch each block once"
+fresh_mount
+pids=()
+for i in 1 2 3; do (cmp "$mp/data.bin" "$WORK/data.src" >"$WORK/conc.$i" 2>&1 || echo "cmp $i failed" >>"$WORK/conc.$i") & pids+=($!); done
+for seed in 1 2; do
+  ("$PY" - "$mp/data.bin" "$WORK/data.src" "$seed" <<'EOF' >"$WORK/conc.r$seed" 2>&1 || echo "random reader $seed failed" >>"$WORK/conc.r$seed") &
+import os, random, sys
+f, src = os.open(sys.argv[1], os.O_RDONLY), open(sys.argv[2], 'rb')
+rnd = random.Random(int(sys.argv[3]))
+size = os.fstat(f).st_size
+for _ in range(300):
+    off = rnd.randrange(0, size - 65536)
+    n = rnd.choice([1, 4096, 65536])
+    src.seek(off)
+    if os.pread(f, n, off) != src.read(n):
+        sys.exit('%d bytes at %d differ from the source' % (n, off))
+EOF
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+if grep -l . "$WORK"/conc.* >/dev/null 2>&1; then cat "$WORK"/conc.* >&2; fail "a concurrent reader read wrong bytes"; fi
+in=$(rfs_status_field "$mp" bytes_in)
+[ "$in" -lt $(((BLOCKS * 4 + 1) * MIB)) ] || fail "five concurrent readers fetched $in bytes of a $((BLOCKS * 4)) MiB file: blocks were fetched twice"
 rfs_umount ra
 
 step "a sequential reader's readahead starts at 4 blocks and doubles with every block it enters"
