@@ -357,6 +357,20 @@ static const struct rfs_store_ops file_ops = {
     .close = file_close,
 };
 
+/* Whether p is NAME=N with N a number from min to 10000 (stored in *out). */
+static int int_param(const char *p, const char *name, long min, int *out)
+{
+	size_t n = strlen(name);
+	if (strncmp(p, name, n) || !isdigit((unsigned char)p[n]))
+		return 0;
+	char *end;
+	long v = strtol(p + n, &end, 10);
+	if (*end || v < min || v > 10000)
+		return 0;
+	*out = (int)v;
+	return 1;
+}
+
 int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, size_t errlen)
 {
 	char real[PATH_MAX], dir[PATH_MAX];
@@ -366,18 +380,10 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 	if (q) {
 		*q++ = 0;
 		for (char *save = NULL, *p = strtok_r(q, "&", &save); p; p = strtok_r(NULL, "&", &save)) {
-			const char *num = !strncmp(p, "latency_ms=", 11) ? p + 11
-					  : !strncmp(p, "mibps=", 6)     ? p + 6
-									 : NULL;
-			char *end = NULL;
-			long v = num ? strtol(num, &end, 10) : -1;
-			int ok_num = num && isdigit((unsigned char)num[0]) && !*end && v >= 0 && v <= 10000;
 			if (!strcmp(p, "conditional=ignore")) {
 				ignore_conditional = 1;
-			} else if (ok_num && num == p + 11) {
-				latency_ms = (int)v;
-			} else if (ok_num && v > 0) {
-				mibps = (int)v;
+			} else if (int_param(p, "latency_ms=", 0, &latency_ms) || int_param(p, "mibps=", 1, &mibps)) {
+				continue;
 			} else {
 				snprintf(err, errlen,
 					 "unknown file store parameter '%s' (known, for tests and "
@@ -417,23 +423,15 @@ int rfs_file_store_open(const char *dir_arg, struct rfs_store **out, char *err, 
 		free(fs);
 		return -ENOMEM;
 	}
-	snprintf(fs->base.url, ulen, "file://%s", real);
-	char sep = '?';
-	size_t n;
-	if (ignore_conditional) {
-		n = strlen(fs->base.url);
-		snprintf(fs->base.url + n, ulen - n, "%cconditional=ignore", sep);
-		sep = '&';
-	}
-	if (latency_ms) {
-		n = strlen(fs->base.url);
-		snprintf(fs->base.url + n, ulen - n, "%clatency_ms=%d", sep, latency_ms);
-		sep = '&';
-	}
-	if (mibps) {
-		n = strlen(fs->base.url);
-		snprintf(fs->base.url + n, ulen - n, "%cmibps=%d", sep, mibps);
-	}
+	/* the test parameters stay in the URL (status shows them) */
+	char params[64] = "";
+	if (ignore_conditional)
+		strcat(params, "&conditional=ignore");
+	if (latency_ms)
+		snprintf(params + strlen(params), sizeof(params) - strlen(params), "&latency_ms=%d", latency_ms);
+	if (mibps)
+		snprintf(params + strlen(params), sizeof(params) - strlen(params), "&mibps=%d", mibps);
+	snprintf(fs->base.url, ulen, "file://%s%s%s", real, params[0] ? "?" : "", params[0] ? params + 1 : "");
 	*out = &fs->base;
 	return 0;
 }

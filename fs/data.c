@@ -60,8 +60,8 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
  * CACHE/staging/arena.<a>: region r of arena a is slot r*RFS_ARENAS+a, at r*slot_stride, and
  * holds a header of RFS_STAGE_HDR bytes (magic, ino, idx, staged length, time of the last
  * write, its sequence number, an XXH3 of those) followed by the block. Every write puts its
- * data there and then rewrites the header (see "Crash order"). A retired region is punched out (a hole reads as zeros: an invalid header, i.e. free) and
- * its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
+ * data there and then rewrites the header (see "Crash order"). A retired region is punched
+ * out (a hole reads as zeros: an invalid header, i.e. free) and its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
  * and a write that leaves a gap past it zeroes the gap first.
  *
  * Crash order. A write may land partly when the daemon is killed in the middle of it (the
@@ -837,8 +837,9 @@ static uint64_t read_ahead(struct rfs_fs *fs, uint64_t ino, uint64_t idx, uint64
  * A read continues the stream when it starts at most RFS_STREAM_AHEAD past where the stream
  * has got to, or at most RFS_STREAM_BEHIND before it (or within a block of it, for blocks
  * bigger than that): FUSE runs reads on several threads, and the kernel keeps up to 12
- * 1 MiB readahead requests in flight, which arrive out of order. Readahead is planned once per block the stream enters,
- * not per request (a 4 MiB block is read in four 1 MiB requests). The window starts small (a
+ * 1 MiB readahead requests in flight, which arrive out of order. Readahead is planned once
+ * per block the stream enters, not per request (a 4 MiB block is read in four 1 MiB
+ * requests). The window starts small (a
  * reader of a file's first few MiB does not pull 256 MiB) and doubles with every block the
  * stream enters, up to RFS_READAHEAD_MAX_BYTES: one connection to a cloud store brings
  * ~100 MB/s, so a fast network needs dozens of fetches in flight. Only blocks new to the
@@ -889,6 +890,15 @@ static int readahead_plan(struct rfs_fs *fs, struct node *n, uint64_t off, size_
 	return RA_ENTERED;
 }
 
+/* Queues the PF_FILE job for blocks from..end of a file: the key holds ino, then from. */
+static void queue_file_fetch(struct rfs_fs *fs, uint64_t ino, uint64_t from)
+{
+	uint8_t key[RFS_HASH_LEN] = {0};
+	memcpy(key, &ino, sizeof(ino));
+	memcpy(key + 8, &from, sizeof(from));
+	rfs_prefetch_add(fs->prefetch, PF_FILE, key);
+}
+
 /* A random reader (a dataset shard, a model loaded tensor by tensor) of a file that is small
  * against the cache gets the whole file fetched in the background, several blocks at once:
  * it would otherwise wait for one block fetch per miss, one at a time. It takes a few misses
@@ -908,11 +918,8 @@ static void note_random_miss(struct rfs_fs *fs, struct node *n, uint64_t size)
 	 * the cache there are no misses left to count */
 	int start = ++n->random_misses % need == 0;
 	pthread_mutex_unlock(&n->lock);
-	if (start) {
-		uint8_t key[RFS_HASH_LEN] = {0};
-		memcpy(key, &n->ino, sizeof(n->ino)); /* from block 0 (key bytes 8..15) */
-		rfs_prefetch_add(fs->prefetch, PF_FILE, key);
-	}
+	if (start)
+		queue_file_fetch(fs, n->ino, 0);
 }
 
 /* Prefetch job PF_FILE (ino, from): queues the next uncached blocks of the file from block
@@ -939,12 +946,8 @@ static void prefetch_file(struct rfs_fs *fs, uint64_t ino, uint64_t from)
 			return; /* the queue is full: readahead is a hint, not a backlog */
 		queued++;
 	}
-	if (i < nblocks) {
-		uint8_t key[RFS_HASH_LEN] = {0};
-		memcpy(key, &ino, sizeof(ino));
-		memcpy(key + 8, &i, sizeof(i));
-		rfs_prefetch_add(fs->prefetch, PF_FILE, key);
-	}
+	if (i < nblocks)
+		queue_file_fetch(fs, ino, i);
 }
 
 ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf)

@@ -236,6 +236,14 @@ rfs_mount() {
   fi
 }
 
+# rfs_remount_empty NAME [args...]: unmount NAME (which uploads everything) and mount it again
+# with a brand-new empty cache dir, as a new host would.
+rfs_remount_empty() {
+  rfs_umount "$1"
+  rfs_new_cache "$1"
+  rfs_mount "$@"
+}
+
 # rfs_status_field MOUNTPOINT FIELD: one field of `roamfs status --json` (which exits 1 or 2
 # while uploads are pending or failing; its JSON is what counts).
 rfs_status_field() {

@@ -42,8 +42,6 @@ packs=$(find "$sd/data" -type f ! -name '.tmp-*' | wc -l)
 [ -z "$(find "$sd/data" -name '.tmp-*')" ] || fail "temporary files left in the store: $(find "$sd/data" -name '.tmp-*')"
 
 step "a new host with an empty cache reads the file back intact"
-rfs_umount bw
-rfs_new_cache bw
-rfs_mount bw
+rfs_remount_empty bw
 assert_eq "$(sha256sum <"$WORK/big.src" | cut -d' ' -f1)" "$(sha256sum <"$mp/big" | cut -d' ' -f1)" "sha256 of big"
 rfs_umount bw

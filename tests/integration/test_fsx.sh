@@ -75,9 +75,7 @@ check_all "right after writing"
 rfs_umount ws
 rfs_mount ws
 check_all "after a remount with the same cache"
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 check_all "after a remount with an empty cache"
 [ ! -e "$mp/fsx/fsx.0" ] || fail "fsx's files were not removed (it removes them on success)"
 rfs_umount ws

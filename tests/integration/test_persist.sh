@@ -133,9 +133,7 @@ step "manifest: $(wc -l <"$m0") lines"
 rfs_umount ws
 rfs_mount ws
 check_manifest "$m0" "after umount + mount with the same cache"
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 check_manifest "$m0" "after umount + mount with an empty cache"
 
 # --- crash: SIGKILL right after fsync ------------------------------------------------------------
@@ -179,9 +177,7 @@ fi
 m2=$WORK/manifest.2
 manifest >"$m2"
 
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 # What the recovered daemon showed, staging included, must all have reached the store.
 check_manifest "$m2" "after the recovered mount's umount + mount with an empty cache"
 check_manifest "$m1" "(fsynced state) after the crash and an empty-cache mount" "$nosync"

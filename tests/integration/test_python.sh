@@ -127,9 +127,7 @@ npyc=$(find "$mp/stdlib" -name '*.pyc' | wc -l)
 [ "$npyc" -gt 20 ] || fail "only $npyc .pyc files written into the mount"
 all_sums >"$WORK/sums.1"
 
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 compare_tree "after a remount with an empty cache"
 (cd "$mp" && sha256sum -c --quiet "$WORK/sums.1") || fail "files (incl. $npyc .pyc and the SQLite db) differ after a remount with an empty cache"
 run_imports 2 "after a remount with an empty cache"

@@ -112,9 +112,7 @@ mp=$(rfs_mp ra1)
 head -c $((32 * MIB)) /dev/urandom >"$WORK/small.src"
 cp "$WORK/small.src" "$mp/data.bin"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-rfs_umount ra1
-rfs_new_cache ra1
-rfs_mount ra1
+rfs_remount_empty ra1
 sync; echo 3 >/proc/sys/vm/drop_caches
 # seqread BLOCK... [wait BLOCK...]: read the named 1 MiB blocks in this order through one open
 # file, checked against the source; at "wait", creates $WORK/go.ready and waits until $WORK/go

@@ -95,9 +95,7 @@ assert_same_file "$src/legacy" "$mp/d/legacy" "legacy staging file $ino.0 after 
 [ ! -e "$cache/staging/$ino.0" ] || fail "legacy staging file $ino.0 still there after its recovery"
 [ ! -e "$cache/staging/free.7" ] || fail "legacy free.7 not removed"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 assert_same_file "$src/legacy" "$mp/d/legacy" "legacy data from an empty cache"
 rfs_umount ws
 

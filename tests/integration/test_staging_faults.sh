@@ -57,9 +57,7 @@ rm "$faults/arena-write-fail" "$faults/arena-no-punch"
 echo 3 >/proc/sys/vm/drop_caches
 assert_eq 10000 "$(count "$mp/f" A)" "A bytes after the failed write"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 assert_eq 10000 "$(count "$mp/f" A)" "A bytes from an empty cache after the failed write"
 rfs_umount ws
 
@@ -135,9 +133,7 @@ rfs_umount ws
 rm "$faults/arena-no-punch"
 rfs_mount ws
 assert_eq BBB "$(cat "$mp/h")" "h after a remount with the same cache"
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 assert_eq BBB "$(cat "$mp/h")" "h from an empty cache"
 rfs_umount ws
 
@@ -160,9 +156,7 @@ PY
 rm "$faults/arena-write-fail" "$faults/arena-no-punch" "$faults/match"
 assert_eq 0 "$(stat -c %s "$mp/t")" "size after the truncate"
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 assert_eq 0 "$(stat -c %s "$mp/t")" "size after the truncate, from an empty cache"
 rfs_umount ws
 
@@ -181,9 +175,7 @@ d = os.pread(fd, 100000, 0)
 sys.exit(0 if d == b"B" * 1000 + bytes(99000) else 1)
 PY
 "$ROAMFS" sync "$mp" --wait >/dev/null || fail "sync --wait failed"
-rfs_umount ws
-rfs_new_cache ws
-rfs_mount ws
+rfs_remount_empty ws
 "$PY" -c 'import sys; d = open(sys.argv[1], "rb").read(); sys.exit(0 if d == b"B" * 1000 + bytes(99000) else 1)' "$mp/u" ||
   fail "u from an empty cache is not 1000 B bytes and zeros"
 rfs_umount ws
