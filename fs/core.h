@@ -93,8 +93,22 @@ int rfs_rename(struct rfs_fs *fs, uint64_t parent, const char *name, uint64_t ne
 int rfs_open(struct rfs_fs *fs, uint64_t ino, int flags);
 int rfs_create(struct rfs_fs *fs, uint64_t parent, const char *name, uint32_t mode, int flags, uint32_t umask,
 	       uint32_t uid, uint32_t gid, struct stat *out);
-/* Returns bytes read (short only at EOF) or -errno. */
-ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf);
+/* A read's reply in pieces, in order: bytes of the caller's buffer (fd -1, pos = offset in
+ * buf) or a range of a file in the SSD block cache (fd, pos = offset in that file), which
+ * the FUSE layer splices to the kernel instead of copying it through buf; it closes them. */
+#define RFS_READ_SEGS 8
+struct rfs_read_seg {
+	int fd;
+	uint64_t pos;
+	size_t len;
+};
+struct rfs_read_reply {
+	size_t nsegs; /* 0: the whole reply is in buf */
+	struct rfs_read_seg seg[RFS_READ_SEGS];
+};
+/* Returns bytes read (short only at EOF) or -errno. zc NULL: everything is copied into buf;
+ * otherwise cached blocks may be returned as file ranges in *zc (none left open on error). */
+ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf, struct rfs_read_reply *zc);
 /* Returns bytes written or -errno. */
 ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size);
 /* The last close of a writer wakes the flusher (close-time upload, batched with other closes). */

@@ -28,6 +28,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -642,12 +643,20 @@ static void queue_siblings(struct rfs_fs *fs, uint64_t ino)
 	rfs_prefetch_add(fs->prefetch, PF_SIBLINGS, key);
 }
 
-/* Reads len bytes at off of a block from the SSD cache. 0, or -ENOENT (not cached). */
-static int read_cached_part(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint32_t off, uint32_t len, char *out)
+/* Reads len bytes at off of a block from the SSD cache. 0, or -ENOENT (not cached).
+ * With fd_out, a block file holding all len bytes is not read: its fd is left in *fd_out
+ * (the caller splices the range to the kernel and closes it). */
+static int read_cached_part(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], uint32_t off, uint32_t len, char *out,
+			    int *fd_out)
 {
 	int fd = rfs_cache_open_block(fs->cache, hash);
 	if (fd < 0)
 		return -ENOENT;
+	struct stat st;
+	if (fd_out && fstat(fd, &st) == 0 && (uint64_t)st.st_size >= (uint64_t)off + len) {
+		*fd_out = fd;
+		return 0;
+	}
 	ssize_t r = rfs_pread_full(fd, out, len, off);
 	close(fd);
 	if (r < 0)
@@ -660,7 +669,7 @@ static int read_cached_part(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN],
  * Bytes past the block's stored length read as zeros. *missed (if not NULL) is set when the
  * reader had to wait for the store (not in the SSD cache, nor in a cached pack range). */
 static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off, uint32_t len,
-			   char *out, int *missed)
+			   char *out, int *missed, int *fd_out)
 {
 	const struct dblock *d = n ? dblock_find(n, idx) : NULL;
 	if (d)
@@ -676,14 +685,14 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 	if (rc < 0)
 		return rc;
 	int claim = -EAGAIN, fetched = 0;
-	if (read_cached_part(fs, hash, off, len, out) == 0)
+	if (read_cached_part(fs, hash, off, len, out, fd_out) == 0)
 		goto out;
 	/* The readahead may be fetching this very block (wait for it rather than fetch it
 	 * twice), or have it queued (take it: the reader goes first). */
 	claim = fs->prefetch ? rfs_prefetch_claim(fs->prefetch, PF_BLOCK, hash) : -EAGAIN;
 	if (claim == 1)
 		fetched = RFS_FETCHED_BLOCK; /* waited for the store */
-	if (claim >= 0 && read_cached_part(fs, hash, off, len, out) == 0)
+	if (claim >= 0 && read_cached_part(fs, hash, off, len, out, fd_out) == 0)
 		goto out;
 	uint8_t *buf = NULL;
 	uint32_t blen = 0;
@@ -782,6 +791,7 @@ struct clean_part {
 	uint64_t idx;
 	uint32_t boff, len;
 	size_t dst;
+	int fd; /* >= 0: the part is this cache file's range at boff (zero-copy reply) */
 };
 
 /* Where a byte range continuing at pos (left bytes to go) meets the blocks: block *idx, from
@@ -950,7 +960,7 @@ static void prefetch_file(struct rfs_fs *fs, uint64_t ino, uint64_t from)
 		queue_file_fetch(fs, ino, i);
 }
 
-ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf)
+ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf, struct rfs_read_reply *zc)
 {
 	struct node *n = core_node_get(fs, ino, 1);
 	if (!n)
@@ -958,7 +968,7 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	struct clean_part parts[8], *cp = parts;
 	size_t nparts = 0, capparts = 8;
 	int ra = RA_NONE;
-	uint64_t fsize = 0;
+	uint64_t fsize = 0, ra_from = 1, ra_to = 0, ra_gen = 0;
 	/* Dirty blocks are read under the node lock (staging may change); stored blocks are read
 	 * after it is dropped, so parallel reads of one file fetch in parallel. */
 	pthread_mutex_lock(&n->lock);
@@ -972,7 +982,6 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	}
 	if (size > n->size - off)
 		size = (size_t)(n->size - off);
-	uint64_t ra_from = 1, ra_to = 0, ra_gen = 0;
 	ra = readahead_plan(fs, n, off, size, &ra_from, &ra_to, &ra_gen);
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
@@ -980,7 +989,7 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 		uint64_t pos = off + done, idx;
 		uint32_t boff, chunk = block_chunk(bs, pos, size - done, &idx, &boff);
 		if (dblock_find(n, idx)) {
-			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done, NULL);
+			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done, NULL, NULL);
 			if (r < 0) {
 				rc = r;
 				goto unlock;
@@ -998,7 +1007,7 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 				cp = np;
 				capparts *= 2;
 			}
-			cp[nparts++] = (struct clean_part){idx, boff, chunk, done};
+			cp[nparts++] = (struct clean_part){idx, boff, chunk, done, -1};
 		}
 		done += chunk;
 	}
@@ -1006,10 +1015,39 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 unlock:
 	pthread_mutex_unlock(&n->lock);
 	int missed = 0;
+	size_t nfd = 0, npieces = 0, at = 0;
 	for (size_t i = 0; rc >= 0 && i < nparts; i++) {
-		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst, &missed);
+		/* A file range costs a piece, plus one for the buffer bytes before it; one piece
+		 * stays free for the buffer bytes after the last. Past that, parts are copied. */
+		size_t need = 1 + (cp[i].dst > at);
+		int *fdp = zc && npieces + need + 1 <= RFS_READ_SEGS ? &cp[i].fd : NULL;
+		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst, &missed, fdp);
 		if (r < 0)
 			rc = r;
+		if (cp[i].fd >= 0) {
+			nfd++;
+			npieces += need;
+			at = cp[i].dst + cp[i].len;
+		}
+	}
+	if (zc)
+		zc->nsegs = 0;
+	if (nfd && rc < 0) {
+		for (size_t i = 0; i < nparts; i++)
+			if (cp[i].fd >= 0)
+				close(cp[i].fd);
+	} else if (nfd) {
+		at = 0;
+		for (size_t i = 0; i < nparts; i++) {
+			if (cp[i].fd < 0)
+				continue;
+			if (cp[i].dst > at)
+				zc->seg[zc->nsegs++] = (struct rfs_read_seg){-1, at, cp[i].dst - at};
+			zc->seg[zc->nsegs++] = (struct rfs_read_seg){cp[i].fd, cp[i].boff, cp[i].len};
+			at = cp[i].dst + cp[i].len;
+		}
+		if ((size_t)rc > at)
+			zc->seg[zc->nsegs++] = (struct rfs_read_seg){-1, at, (size_t)rc - at};
 	}
 	if (rc > 0 && ra == RA_ENTERED) {
 		uint64_t upto =

@@ -21,6 +21,7 @@ struct ops_ctx {
 	struct rfs_fs *fs;
 	double timeout;
 	struct fuse_session *se;
+	unsigned max_read; /* mount option and INIT reply must agree */
 };
 
 /* Called from the sync thread for changes made by other hosts. */
@@ -61,10 +62,11 @@ static void reply_entry(fuse_req_t req, const struct stat *st, int rc, int is_lo
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct ops_ctx *ctx = userdata;
+	conn->max_read = ctx->max_read;
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want &= ~FUSE_CAP_SPLICE_READ;
-	conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want |= conn->capable & (FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_SPLICE_WRITE);
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE; /* mtime/size stay exact; see docs */
 	/* The kernel enforces and caches POSIX ACLs (one GETXATTR per inode, not one per `ls -l`
 	 * entry); we store them, keep modes in step and inherit default ACLs, which needs the
@@ -218,6 +220,36 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		rfs_release(ctx_of(req)->fs, st.st_ino, fi->flags);
 }
 
+/* Sends a read reply made of buffer pieces and SSD cache file ranges: libfuse splices the
+ * file ranges into the kernel's request pages (one copy) instead of read + write (two), and
+ * falls back to reading them itself where splice is unavailable. Closes the files. */
+static void reply_segments(fuse_req_t req, char *buf, struct rfs_read_reply *zc)
+{
+	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + zc->nsegs * sizeof(struct fuse_buf));
+	if (!bv) {
+		fuse_reply_err(req, ENOMEM);
+		goto out;
+	}
+	bv->count = zc->nsegs;
+	for (size_t i = 0; i < zc->nsegs; i++) {
+		struct fuse_buf *b = &bv->buf[i];
+		b->size = zc->seg[i].len;
+		if (zc->seg[i].fd < 0) {
+			b->mem = buf + zc->seg[i].pos;
+		} else {
+			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			b->fd = zc->seg[i].fd;
+			b->pos = (off_t)zc->seg[i].pos;
+		}
+	}
+	fuse_reply_data(req, bv, 0);
+	free(bv);
+out:
+	for (size_t i = 0; i < zc->nsegs; i++)
+		if (zc->seg[i].fd >= 0)
+			close(zc->seg[i].fd);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -226,9 +258,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	ssize_t n = rfs_read(ctx_of(req)->fs, ino, (uint64_t)off, size, buf);
+	struct rfs_read_reply zc;
+	ssize_t n = rfs_read(ctx_of(req)->fs, ino, (uint64_t)off, size, buf, &zc);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
+	else if (zc.nsegs)
+		reply_segments(req, buf, &zc);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
@@ -498,13 +533,42 @@ static void report_ready(int ready_fd)
 	close(ready_fd);
 }
 
+/* The largest READ whose reply libfuse can splice: it needs the reply plus a page per piece
+ * (and two more) in one pipe, and a pipe grows to pipe-max-size (1 MiB by default) only,
+ * without CAP_SYS_RESOURCE. Capping reads a few pages under it keeps every cached read on
+ * the splice path; at most 1 MiB (the kernel's max_pages for us). A max_read=N among the
+ * user's -o options wins. */
+static unsigned splice_max_read(const char *user_opts)
+{
+	for (const char *p = user_opts; p && *p;) {
+		if (strncmp(p, "max_read=", 9) == 0)
+			return (unsigned)strtoul(p + 9, NULL, 10);
+		p = strchr(p, ',');
+		p = p ? p + 1 : NULL;
+	}
+	unsigned long pipe_max = 1 << 20;
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+	if (f) {
+		if (fscanf(f, "%lu", &pipe_max) != 1)
+			pipe_max = 1 << 20;
+		fclose(f);
+	}
+	unsigned long page = 4096, reserve = (RFS_READ_SEGS + 3) * page;
+	if (pipe_max > (1 << 20) + reserve)
+		return 1 << 20;
+	if (pipe_max < reserve + 64 * page)
+		return 1 << 20; /* tiny pipes: no splice anyway, keep 1 MiB reads */
+	return (unsigned)((pipe_max - reserve) / page * page);
+}
+
 int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*started)(void *arg), void *arg, char *err,
 		 size_t errlen)
 {
-	struct ops_ctx ctx = {fs, o->attr_timeout, NULL};
+	struct ops_ctx ctx = {fs, o->attr_timeout, NULL, splice_max_read(o->fuse_opts)};
 	char opts[4096];
-	snprintf(opts, sizeof(opts), "default_permissions,fsname=%s,subtype=roamfs%s%s", o->fsname,
-		 o->fuse_opts && o->fuse_opts[0] ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	/* max_read goes first: a user's own max_read later in the list is the one that counts */
+	snprintf(opts, sizeof(opts), "max_read=%u,default_permissions,fsname=%s,subtype=roamfs%s%s", ctx.max_read,
+		 o->fsname, o->fuse_opts && o->fuse_opts[0] ? "," : "", o->fuse_opts ? o->fuse_opts : "");
 	char *argv[] = {"roamfs", "-o", opts, o->fuse_debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(o->fuse_debug ? 4 : 3, argv);
 	int rc = 0;
