@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Reads served from the SSD block cache reach the kernel by splice: the daemon hands libfuse
-# the cache file's range and never reads those bytes itself. Through a real mount with 1 MiB
-# blocks (so most READs span two blocks): a re-read from the cache, with the kernel's page
-# cache dropped, costs the daemon almost no read() bytes (rchar in /proc/PID/io); replies
-# that mix cache file ranges with staged (unsynced) bytes, holes and a tail block that ends
-# mid-block read back exactly, at odd offsets and sizes (O_DIRECT, so each pread is a READ).
+# the cache file's range and never reads those bytes itself. Through real mounts with 1 MiB,
+# 256 KiB and 64 KiB blocks (READs span two to sixteen blocks): a re-read from the cache,
+# with the kernel's page cache dropped, costs the daemon almost no read() bytes (rchar in
+# /proc/PID/io); replies that mix cache file ranges with staged (unsynced) bytes, holes and a
+# tail block that ends mid-block read back exactly, at odd offsets and sizes (O_DIRECT, so
+# each pread is a READ). A max_read among the -o options is honoured.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 [ -n "$PY" ] || skip "needs python3"
@@ -99,3 +100,12 @@ EOF
 check zc 1M 4
 check zc256 256K 4
 check zc64 64K 26
+
+step "a user's -o max_read wins over roamfs's own (INIT has to repeat it, or the kernel refuses the mount)"
+rfs_new_cache zc64 # the last workspace checked: a.src is its a.bin
+rfs_mount zc64 -o max_read=131072
+mp=$(rfs_mp zc64)
+grep -q " $mp fuse.roamfs .*max_read=131072" /proc/mounts || fail "the mount does not show max_read=131072: $(grep " $mp " /proc/mounts)"
+cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin reads back wrong with -o max_read=131072"
+rfs_umount zc64
+step "ok"
