@@ -788,7 +788,7 @@ int rfs_warmup(struct rfs_fs *fs, const uint64_t *inos, size_t n, int jobs,
 		int64_t last = 0;
 		for (size_t i = 0; i < l.n; i++) {
 			if (!core_block_cached(fs, l.h[i], &locs[i]))
-				rfs_prefetch_add_wait(pool, PF_BLOCK, l.h[i]);
+				rfs_prefetch_add_wait(pool, PF_WARM, l.h[i]);
 			if (progress && rfs_monotonic_ms() - last >= 500) {
 				last = rfs_monotonic_ms();
 				uint64_t db = 0, dn = 0;

@@ -93,7 +93,9 @@
 #endif
 
 /* Prefetch job kinds (prefetch.h): a block hash, or a file whose directory to prefetch. */
-enum { PF_BLOCK, PF_SIBLINGS, PF_FILE };
+/* PF_WARM: a block for `warmup`, whose pool is its own: the job claims the block in the
+ * mount's queue (fs->prefetch), so that readers and readahead wait for it, and it for them. */
+enum { PF_BLOCK, PF_SIBLINGS, PF_FILE, PF_WARM };
 enum { RFS_FETCHED_WINDOW = 1, RFS_FETCHED_BLOCK = 2 }; /* what load_block had to fetch */
 
 /* A dirty block. Its bytes live in region `slot` of the staging arenas (data.c, "staging
@@ -203,7 +205,7 @@ int core_check_writable(struct rfs_fs *fs);
 
 /* Whether a block can be read without the store; loc may be NULL (looked up). */
 int core_block_cached(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN], const struct rfs_block_loc *loc);
-/* The prefetch workers' job (prefetch.h); arg is the fs, kind PF_BLOCK, PF_SIBLINGS or PF_FILE. */
+/* The prefetch workers' job (prefetch.h); arg is the fs, kind PF_BLOCK, PF_SIBLINGS, PF_FILE or PF_WARM. */
 void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN]);
 /* Drops a deleted inode's dirty blocks and pending attributes. */
 void core_discard_staging(struct rfs_fs *fs, uint64_t ino);

@@ -1101,12 +1101,14 @@ void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN])
 		prefetch_file(fs, ino, from);
 		return;
 	}
-	if (core_block_cached(fs, key, NULL))
-		return;
+	/* 1: a reader or a readahead worker fetched it meanwhile */
+	int claim = kind == PF_WARM && fs->prefetch ? rfs_prefetch_claim(fs->prefetch, PF_BLOCK, key) : -EAGAIN;
 	uint8_t *buf = NULL;
 	uint32_t len;
-	if (load_block(fs, key, &buf, &len, NULL) == 0)
+	if (claim != 1 && !core_block_cached(fs, key, NULL) && load_block(fs, key, &buf, &len, NULL) == 0)
 		free(buf);
+	if (claim == 0)
+		rfs_prefetch_release(fs->prefetch, PF_BLOCK, key);
 }
 
 /* Staged data must never take the last free space of the cache disk: the flush that would

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # roamfs warmup: after it, every block of the named files is on the local SSD (proved by hiding
 # the store's packs and reading everything back), a second run fetches nothing, and a cache too
-# small for the files is reported with a non-zero exit.
+# small for the files is reported with a non-zero exit; next to a reader of the same file, each
+# block is fetched once.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 rfs_require_file_store
@@ -71,4 +72,20 @@ assert_eq 1 "$rc" "warmup exit code when the files exceed the cache"
 assert_match "did not fit in the cache" "$WORK/w3.out" "warmup's message about the cache size"
 cmp <(sha256sum <"$mp/model/weights.bin" | cut -d' ' -f1) <(grep weights "$WORK/sums" | cut -d' ' -f1) ||
   fail "weights.bin reads wrong through a small cache"
+rfs_umount ws
+
+step "warmup next to a reader of the same file: each block crosses once"
+# a store whose GETs take 30 ms, so the warmup's fetches and the reader's overlap
+RFS_STORE_URL[ws]="file://$(rfs_store_dir ws)?latency_ms=30"
+rfs_new_cache ws
+rfs_mount ws
+"$ROAMFS" warmup "$mp/model" --jobs 8 >"$WORK/w4.out" 2>&1 &
+wpid=$!
+cmp <(sha256sum <"$mp/model/weights.bin" | cut -d' ' -f1) <(grep weights "$WORK/sums" | cut -d' ' -f1) ||
+  fail "weights.bin reads wrong while warmup runs"
+wait $wpid || fail "warmup next to a reader exited $? ($(cat "$WORK/w4.out"))"
+in=$(rfs_status_field "$mp" bytes_in)
+# 24 MiB of incompressible blocks; a block fetched twice would add 4 MiB
+[ "$in" -lt $((25 << 20)) ] || fail "warmup and a reader fetched $in bytes for a 24 MiB file: blocks were fetched twice"
+step "ok: $in bytes in"
 rfs_umount ws
