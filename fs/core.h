@@ -107,7 +107,8 @@ struct rfs_read_reply {
 	struct rfs_read_seg seg[RFS_READ_SEGS];
 };
 /* Returns bytes read (short only at EOF) or -errno. zc NULL: everything is copied into buf;
- * otherwise cached blocks may be returned as file ranges in *zc (none left open on error). */
+ * otherwise cached blocks may be returned as file ranges in *zc (none left open on error;
+ * ranges under two pages are copied). */
 ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf, struct rfs_read_reply *zc);
 /* Returns bytes written or -errno. */
 ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size);

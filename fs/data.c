@@ -960,6 +960,15 @@ static void prefetch_file(struct rfs_fs *fs, uint64_t ino, uint64_t from)
 		queue_file_fetch(fs, ino, i);
 }
 
+/* The smallest cache file range worth a zero-copy piece: libfuse 3.14 copies a whole reply
+ * whose last file range is under two pages (its check looks at that one only), and for less
+ * than that a copy is as cheap as a splice anyway. */
+static size_t splice_min(void)
+{
+	long ps = sysconf(_SC_PAGESIZE); /* a libc variable, no system call */
+	return 2 * (size_t)(ps > 0 ? ps : 4096);
+}
+
 ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf, struct rfs_read_reply *zc)
 {
 	struct node *n = core_node_get(fs, ino, 1);
@@ -1020,7 +1029,7 @@ unlock:
 		/* A file range costs a piece, plus one for the buffer bytes before it; one piece
 		 * stays free for the buffer bytes after the last. Past that, parts are copied. */
 		size_t need = 1 + (cp[i].dst > at);
-		int *fdp = zc && npieces + need + 1 <= RFS_READ_SEGS ? &cp[i].fd : NULL;
+		int *fdp = zc && cp[i].len >= splice_min() && npieces + need + 1 <= RFS_READ_SEGS ? &cp[i].fd : NULL;
 		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst, &missed, fdp);
 		if (r < 0)
 			rc = r;
@@ -1101,11 +1110,13 @@ void core_prefetch_job(void *arg, int kind, const uint8_t key[RFS_HASH_LEN])
 		prefetch_file(fs, ino, from);
 		return;
 	}
-	/* 1: a reader or a readahead worker fetched it meanwhile */
+	/* 1: a reader or a readahead worker fetched it meanwhile (if that fetch failed, warmup
+	 * tries once more itself). Never queue PF_WARM on fs->prefetch itself: the job would wait
+	 * for its own claim. */
 	int claim = kind == PF_WARM && fs->prefetch ? rfs_prefetch_claim(fs->prefetch, PF_BLOCK, key) : -EAGAIN;
 	uint8_t *buf = NULL;
 	uint32_t len;
-	if (claim != 1 && !core_block_cached(fs, key, NULL) && load_block(fs, key, &buf, &len, NULL) == 0)
+	if (!core_block_cached(fs, key, NULL) && load_block(fs, key, &buf, &len, NULL) == 0)
 		free(buf);
 	if (claim == 0)
 		rfs_prefetch_release(fs->prefetch, PF_BLOCK, key);

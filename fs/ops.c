@@ -227,7 +227,7 @@ static void reply_segments(fuse_req_t req, char *buf, struct rfs_read_reply *zc)
 {
 	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + zc->nsegs * sizeof(struct fuse_buf));
 	if (!bv) {
-		fuse_reply_err(req, ENOMEM);
+		fuse_reply_err(req, ENOMEM); /* as when buf itself cannot be had */
 		goto out;
 	}
 	bv->count = zc->nsegs;
@@ -537,15 +537,18 @@ static void report_ready(int ready_fd)
  * (and two more) in one pipe, and a pipe grows to pipe-max-size (1 MiB by default) only,
  * without CAP_SYS_RESOURCE. Capping reads a few pages under it keeps every cached read on
  * the splice path; at most 1 MiB (the kernel's max_pages for us). A max_read=N among the
- * user's -o options wins. */
+ * user's -o options wins (the last one, as for libfuse and the kernel). */
 static unsigned splice_max_read(const char *user_opts)
 {
+	const char *user = NULL;
 	for (const char *p = user_opts; p && *p;) {
 		if (strncmp(p, "max_read=", 9) == 0)
-			return (unsigned)strtoul(p + 9, NULL, 10);
+			user = p + 9;
 		p = strchr(p, ',');
 		p = p ? p + 1 : NULL;
 	}
+	if (user)
+		return (unsigned)strtoul(user, NULL, 10);
 	unsigned long pipe_max = 1 << 20;
 	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
 	if (f) {
@@ -553,7 +556,8 @@ static unsigned splice_max_read(const char *user_opts)
 			pipe_max = 1 << 20;
 		fclose(f);
 	}
-	unsigned long page = 4096, reserve = (RFS_READ_SEGS + 3) * page;
+	long ps = sysconf(_SC_PAGESIZE);
+	unsigned long page = ps > 0 ? (unsigned long)ps : 4096, reserve = (RFS_READ_SEGS + 3) * page;
 	if (pipe_max > (1 << 20) + reserve)
 		return 1 << 20;
 	if (pipe_max < reserve + 64 * page)
@@ -567,8 +571,15 @@ int rfs_fuse_run(struct rfs_fs *fs, const struct rfs_mount_opts *o, int (*starte
 	struct ops_ctx ctx = {fs, o->attr_timeout, NULL, splice_max_read(o->fuse_opts)};
 	char opts[4096];
 	/* max_read goes first: a user's own max_read later in the list is the one that counts */
-	snprintf(opts, sizeof(opts), "max_read=%u,default_permissions,fsname=%s,subtype=roamfs%s%s", ctx.max_read,
-		 o->fsname, o->fuse_opts && o->fuse_opts[0] ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	int olen =
+	    snprintf(opts, sizeof(opts), "max_read=%u,default_permissions,fsname=%s,subtype=roamfs%s%s", ctx.max_read,
+		     o->fsname, o->fuse_opts && o->fuse_opts[0] ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+	if (olen < 0 || (size_t)olen >= sizeof(opts)) {
+		snprintf(err, errlen,
+			 "the mount options are too long (%d bytes; at most %zu): shorten -o or the store URL", olen,
+			 sizeof(opts) - 1);
+		return -EINVAL;
+	}
 	char *argv[] = {"roamfs", "-o", opts, o->fuse_debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(o->fuse_debug ? 4 : 3, argv);
 	int rc = 0;

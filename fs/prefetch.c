@@ -7,7 +7,7 @@
 
 #define QUEUE_LEN 256
 #define MAX_THREADS 64
-#define MAX_CLAIMS 64 /* jobs done by callers (readers) at once; more are not tracked */
+#define MAX_CLAIMS 256 /* jobs done by callers (readers, warmup workers) at once; more are not tracked */
 
 struct job {
 	uint8_t kind;

@@ -75,8 +75,8 @@ cmp <(sha256sum <"$mp/model/weights.bin" | cut -d' ' -f1) <(grep weights "$WORK/
 rfs_umount ws
 
 step "warmup next to a reader of the same file: each block crosses once"
-# a store whose GETs take 30 ms, so the warmup's fetches and the reader's overlap
-RFS_STORE_URL[ws]="file://$(rfs_store_dir ws)?latency_ms=30"
+# a store whose GETs take 200 ms, so the warmup's fetches and the reader's overlap
+RFS_STORE_URL[ws]="file://$(rfs_store_dir ws)?latency_ms=200"
 rfs_new_cache ws
 rfs_mount ws
 "$ROAMFS" warmup "$mp/model" --jobs 8 >"$WORK/w4.out" 2>&1 &
@@ -84,8 +84,10 @@ wpid=$!
 cmp <(sha256sum <"$mp/model/weights.bin" | cut -d' ' -f1) <(grep weights "$WORK/sums" | cut -d' ' -f1) ||
   fail "weights.bin reads wrong while warmup runs"
 wait $wpid || fail "warmup next to a reader exited $? ($(cat "$WORK/w4.out"))"
-in=$(rfs_status_field "$mp" bytes_in)
+in=$(rfs_status_field "$mp" bytes_in) misses=$(rfs_status_field "$mp" cache_misses)
+# they overlapped: the reader waited for the store at least once (else this proves nothing)
+[ "$misses" -ge 1 ] || fail "the reader found every block cached: warmup was done before it started"
 # 24 MiB of incompressible blocks; a block fetched twice would add 4 MiB
 [ "$in" -lt $((25 << 20)) ] || fail "warmup and a reader fetched $in bytes for a 24 MiB file: blocks were fetched twice"
-step "ok: $in bytes in"
+step "ok: $in bytes in, the reader missed $misses times"
 rfs_umount ws
