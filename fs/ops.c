@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <limits.h>
 #include <fuse_lowlevel.h>
@@ -66,7 +68,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_read = ctx->max_read;
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want &= ~FUSE_CAP_SPLICE_READ;
-	conn->want |= conn->capable & (FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_SPLICE_WRITE);
+	conn->want |= conn->capable & (FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_SPLICE_WRITE); /* reply_spliced */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE; /* mtime/size stay exact; see docs */
 	/* The kernel enforces and caches POSIX ACLs (one GETXATTR per inode, not one per `ls -l`
 	 * entry); we store them, keep modes in step and inherit default ACLs, which needs the
@@ -220,52 +222,136 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		rfs_release(ctx_of(req)->fs, st.st_ino, fi->flags);
 }
 
-/* Sends a read reply made of buffer pieces and SSD cache file ranges: libfuse splices the
- * file ranges into the kernel's request pages (one copy) instead of read + write (two), and
- * falls back to reading them itself where splice is unavailable. Closes the files. */
-static void reply_segments(fuse_req_t req, char *buf, struct rfs_read_reply *zc)
+/* Read replies from the SSD cache are spliced, not copied: the reply's pieces go into a pipe
+ * of this thread - buffer pieces written, cache file ranges spliced (page references, no
+ * copy) - and libfuse moves the pipe's content behind the reply header into /dev/fuse (one
+ * copy, in the kernel, instead of pread into the daemon and writev out of it). Filling the
+ * pipe ourselves, rather than handing libfuse the file ranges, keeps an I/O error of the
+ * cache disk ours: the read is then done again the copying way, which fetches the block
+ * from the store. The pipe holds a whole reply: max_read is sized for it (splice_max_read). */
+struct reply_pipe {
+	int fd[2];
+	size_t size;
+};
+static pthread_key_t pipe_key;
+static pthread_once_t pipe_once = PTHREAD_ONCE_INIT;
+
+static void pipe_free(void *arg)
 {
-	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + zc->nsegs * sizeof(struct fuse_buf));
-	if (!bv) {
-		fuse_reply_err(req, ENOMEM); /* as when buf itself cannot be had */
-		goto out;
-	}
-	bv->count = zc->nsegs;
-	for (size_t i = 0; i < zc->nsegs; i++) {
-		struct fuse_buf *b = &bv->buf[i];
-		b->size = zc->seg[i].len;
-		if (zc->seg[i].fd < 0) {
-			b->mem = buf + zc->seg[i].pos;
-		} else {
-			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-			b->fd = zc->seg[i].fd;
-			b->pos = (off_t)zc->seg[i].pos;
+	struct reply_pipe *p = arg;
+	close(p->fd[0]);
+	close(p->fd[1]);
+	free(p);
+}
+
+static void pipe_key_init(void)
+{
+	if (pthread_key_create(&pipe_key, pipe_free) != 0)
+		pipe_key = (pthread_key_t)-1; /* no per-thread pipes: every reply is copied */
+}
+
+/* This thread's pipe, grown to hold need bytes, or NULL (then the caller copies). */
+static struct reply_pipe *pipe_get(size_t need)
+{
+	pthread_once(&pipe_once, pipe_key_init);
+	if (pipe_key == (pthread_key_t)-1)
+		return NULL;
+	struct reply_pipe *p = pthread_getspecific(pipe_key);
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p || pipe2(p->fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+			free(p);
+			return NULL;
+		}
+		if (pthread_setspecific(pipe_key, p) != 0) {
+			pipe_free(p);
+			return NULL;
 		}
 	}
-	fuse_reply_data(req, bv, 0);
-	free(bv);
-out:
+	if (p->size < need) {
+		int sz = fcntl(p->fd[0], F_SETPIPE_SZ, (int)need);
+		if (sz < 0)
+			return NULL;
+		p->size = (size_t)sz;
+	}
+	return p;
+}
+
+/* Drops this thread's pipe (its content is unknown after a failure). */
+static void pipe_drop(void)
+{
+	struct reply_pipe *p = pthread_getspecific(pipe_key);
+	if (p) {
+		pthread_setspecific(pipe_key, NULL);
+		pipe_free(p);
+	}
+}
+
+/* Puts the reply's pieces into the pipe: 0, or -errno (the pipe is then dropped). */
+static int pipe_fill(struct reply_pipe *p, const char *buf, const struct rfs_read_reply *zc)
+{
+	for (size_t i = 0; i < zc->nsegs; i++) {
+		const struct rfs_read_seg *sg = &zc->seg[i];
+		loff_t pos = (loff_t)sg->pos;
+		for (size_t done = 0; done < sg->len;) {
+			ssize_t r = sg->fd < 0
+					? write(p->fd[1], buf + sg->pos + done, sg->len - done)
+					: splice(sg->fd, &pos, p->fd[1], NULL, sg->len - done, SPLICE_F_NONBLOCK);
+			if (r <= 0) {
+				int err = r < 0 ? errno : EIO; /* 0: the file is shorter than it was */
+				RFS_LOG(LOG_WARNING, "cannot %s a read reply (%s); reading it again by copying",
+					sg->fd < 0 ? "queue" : "splice the SSD cache into", strerror(err));
+				pipe_drop();
+				return -err;
+			}
+			done += (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/* Sends a reply made of buffer pieces and cache file ranges (closing the files). 0, or
+ * -errno when the pieces could not be gathered and nothing was sent. */
+static int reply_spliced(fuse_req_t req, const char *buf, size_t total, struct rfs_read_reply *zc)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	struct reply_pipe *p = pipe_get(total + (RFS_READ_SEGS + 2) * (size_t)(ps > 0 ? ps : 4096));
+	int rc = p ? pipe_fill(p, buf, zc) : -EAGAIN;
 	for (size_t i = 0; i < zc->nsegs; i++)
 		if (zc->seg[i].fd >= 0)
 			close(zc->seg[i].fd);
+	if (rc < 0)
+		return rc;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(total);
+	bv.buf[0].flags = FUSE_BUF_IS_FD;
+	bv.buf[0].fd = p->fd[0];
+	fuse_reply_data(req, &bv, 0);
+	int left = 0;
+	if (ioctl(p->fd[0], FIONREAD, &left) < 0 || left)
+		pipe_drop(); /* libfuse gave up part way: never send those bytes with another reply */
+	return 0;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)fi;
+	struct rfs_fs *fs = ctx_of(req)->fs;
 	char *buf = malloc(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	struct rfs_read_reply zc;
-	ssize_t n = rfs_read(ctx_of(req)->fs, ino, (uint64_t)off, size, buf, &zc);
+	ssize_t n = rfs_read(fs, ino, (uint64_t)off, size, buf, &zc);
+	if (n >= 0 && zc.nsegs && reply_spliced(req, buf, (size_t)n, &zc) == 0)
+		goto out;
+	if (n >= 0 && zc.nsegs) /* not spliced: read again, copying (a bad cache file is fetched) */
+		n = rfs_read(fs, ino, (uint64_t)off, size, buf, NULL);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
-	else if (zc.nsegs)
-		reply_segments(req, buf, &zc);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
+out:
 	free(buf);
 }
 

@@ -6,6 +6,8 @@
  *   arena-no-punch     fallocate returns EOPNOTSUPP (a file system without hole punching)
  *   arena-torn-kill    a write of more than 8 KiB lands only its first 4 KiB, then the
  *                      process gets SIGKILL (a daemon killed in the middle of a write)
+ *   cache-read-fail    pread and splice of block files of the SSD cache (CACHE/blocks/...)
+ *                      return EIO (a failing cache disk)
  * While a file "match" exists there, only arenas whose path contains its first line are
  * affected (e.g. "arena.1").
  * Build: cc -shared -fPIC -o faults_shim.so faults_shim.c -ldl
@@ -21,7 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static int is_arena(int fd, const char *match)
+static int fd_path_has(int fd, const char *what, const char *match)
 {
 	char link[64], target[4096];
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -29,7 +31,12 @@ static int is_arena(int fd, const char *match)
 	if (n < 0)
 		return 0;
 	target[n] = 0;
-	return strstr(target, "/staging/arena.") != NULL && (!match[0] || strstr(target, match));
+	return strstr(target, what) != NULL && (!match[0] || strstr(target, match));
+}
+
+static int is_arena(int fd, const char *match)
+{
+	return fd_path_has(fd, "/staging/arena.", match);
 }
 
 static int armed(int fd, const char *what)
@@ -48,6 +55,8 @@ static int armed(int fd, const char *what)
 			match[strcspn(match, "\n")] = 0;
 		fclose(f);
 	}
+	if (!strncmp(what, "cache-", 6))
+		return fd_path_has(fd, "/blocks/", "");
 	return is_arena(fd, match);
 }
 
@@ -114,7 +123,7 @@ ssize_t pwritev64(int fd, const struct iovec *iov, int n, off_t off)
 ssize_t pread(int fd, void *buf, size_t len, off_t off)
 {
 	REAL(pread);
-	if (armed(fd, "arena-read-fail")) {
+	if (armed(fd, "arena-read-fail") || armed(fd, "cache-read-fail")) {
 		errno = EIO;
 		return -1;
 	}
@@ -139,4 +148,14 @@ int fallocate(int fd, int mode, off_t off, off_t len)
 int fallocate64(int fd, int mode, off_t off, off_t len)
 {
 	return fallocate(fd, mode, off, len);
+}
+
+ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags)
+{
+	REAL(splice);
+	if (armed(fd_in, "cache-read-fail")) {
+		errno = EIO;
+		return -1;
+	}
+	return real_splice(fd_in, off_in, fd_out, off_out, len, flags);
 }

@@ -6,7 +6,8 @@
 # almost no read() bytes (rchar in
 # /proc/PID/io); replies that mix cache file ranges with staged (unsynced) bytes, holes and a
 # tail block that ends mid-block read back exactly, at odd offsets and sizes (O_DIRECT, so
-# each pread is a READ). A max_read among the -o options is honoured.
+# each pread is a READ). A cache disk that fails reads (faults_shim.c) sends the reads to the
+# store instead of failing them. A max_read among the -o options is honoured.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 [ -n "$PY" ] || skip "needs python3"
@@ -102,8 +103,31 @@ check zc 1M 4
 check zc256 256K 4
 check zc64 64K 20
 
-step "a user's -o max_read wins over roamfs's own, the last of two (INIT has to repeat it, or the kernel refuses the mount)"
+step "a cache disk that fails reads: the read is done again from the store, not failed"
+command -v cc >/dev/null || skip "no C compiler for the fault shim"
+shim=$WORK/faults_shim.so
+cc -shared -fPIC -O1 -o "$shim" "$(dirname "$0")/faults_shim.c" -ldl || fail "cannot build faults_shim.c"
+mkdir -p "$WORK/faults"
+export ROAMFS_FAULTS_DIR=$WORK/faults
+# an ASan build wants its runtime first; the shim only wraps libc calls
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
 rfs_new_cache zc64 # the last workspace checked: a.src is its a.bin
+LD_PRELOAD=$shim rfs_mount zc64
+mp=$(rfs_mp zc64)
+cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin reads back wrong before the fault"
+in0=$(rfs_status_field "$mp" bytes_in)
+touch "$WORK/faults/cache-read-fail"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin cannot be read while the SSD cache fails reads (EIO instead of the store's copy)"
+rm "$WORK/faults/cache-read-fail"
+in1=$(rfs_status_field "$mp" bytes_in)
+[ $((in1 - in0)) -ge $((24 * MIB)) ] || fail "only $((in1 - in0)) bytes came from the store: the reads were not served from it"
+rfs_umount zc64
+step "ok: $((in1 - in0)) bytes fetched again from the store"
+
+step "a user's -o max_read wins over roamfs's own, the last of two (INIT has to repeat it, or the kernel refuses the mount)"
+rfs_new_cache zc64
 rfs_mount zc64 -o max_read=65536 -o max_read=131072
 mp=$(rfs_mp zc64)
 grep -q " $mp fuse.roamfs .*max_read=131072" /proc/mounts || fail "the mount does not show max_read=131072: $(grep " $mp " /proc/mounts)"
