@@ -110,6 +110,10 @@ struct rfs_read_reply {
  * otherwise cached blocks may be returned as file ranges in *zc (none left open on error;
  * ranges under two pages are copied). */
 ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf, struct rfs_read_reply *zc);
+/* The same read done over by copying, after the file ranges of an rfs_read could not be sent
+ * (a cache file that cannot be read is then fetched from the store): not counted again, and
+ * no readahead decisions (they were made for this read). */
+ssize_t rfs_read_again(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf);
 /* Returns bytes written or -errno. */
 ssize_t rfs_write(struct rfs_fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t size);
 /* The last close of a writer wakes the flusher (close-time upload, batched with other closes). */

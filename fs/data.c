@@ -667,9 +667,10 @@ static int read_cached_part(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN],
 
 /* Reads part of block idx of a file. Caller holds n->lock when n is non-NULL.
  * Bytes past the block's stored length read as zeros. *missed (if not NULL) is set when the
- * reader had to wait for the store (not in the SSD cache, nor in a cached pack range). */
+ * reader had to wait for the store (not in the SSD cache, nor in a cached pack range).
+ * again: a read done over (rfs_read_again) - not counted, no sibling prefetch. */
 static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint64_t idx, uint32_t off, uint32_t len,
-			   char *out, int *missed, int *fd_out)
+			   char *out, int *missed, int *fd_out, int again)
 {
 	const struct dblock *d = n ? dblock_find(n, idx) : NULL;
 	if (d)
@@ -704,12 +705,12 @@ static int read_block_part(struct rfs_fs *fs, struct node *n, uint64_t ino, uint
 		memset(out + c, 0, len - c);
 		free(buf);
 	}
-	if (rc == 0 && fetched == RFS_FETCHED_WINDOW && idx == 0)
+	if (rc == 0 && fetched == RFS_FETCHED_WINDOW && idx == 0 && !again)
 		queue_siblings(fs, ino);
 out:
 	if (claim == 0)
 		rfs_prefetch_release(fs->prefetch, PF_BLOCK, hash);
-	if (rc == 0) {
+	if (rc == 0 && !again) {
 		rfs_cache_count(fs->cache, !fetched);
 		if (fetched && missed)
 			*missed = 1;
@@ -969,7 +970,9 @@ static size_t splice_min(void)
 	return 2 * (size_t)(ps > 0 ? ps : 4096);
 }
 
-ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf, struct rfs_read_reply *zc)
+/* rfs_read and rfs_read_again (again: no readahead, no counting, see core.h). */
+static ssize_t read_file(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf,
+			 struct rfs_read_reply *zc, int again)
 {
 	struct node *n = core_node_get(fs, ino, 1);
 	if (!n)
@@ -991,14 +994,15 @@ ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, cha
 	}
 	if (size > n->size - off)
 		size = (size_t)(n->size - off);
-	ra = readahead_plan(fs, n, off, size, &ra_from, &ra_to, &ra_gen);
+	if (!again)
+		ra = readahead_plan(fs, n, off, size, &ra_from, &ra_to, &ra_gen);
 	uint32_t bs = fs->format.block_size;
 	size_t done = 0;
 	while (done < size) {
 		uint64_t pos = off + done, idx;
 		uint32_t boff, chunk = block_chunk(bs, pos, size - done, &idx, &boff);
 		if (dblock_find(n, idx)) {
-			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done, NULL, NULL);
+			int r = read_block_part(fs, n, ino, idx, boff, chunk, buf + done, NULL, NULL, again);
 			if (r < 0) {
 				rc = r;
 				goto unlock;
@@ -1030,7 +1034,8 @@ unlock:
 		 * stays free for the buffer bytes after the last. Past that, parts are copied. */
 		size_t need = 1 + (cp[i].dst > at);
 		int *fdp = zc && cp[i].len >= splice_min() && npieces + need + 1 <= RFS_READ_SEGS ? &cp[i].fd : NULL;
-		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst, &missed, fdp);
+		int r = read_block_part(fs, NULL, ino, cp[i].idx, cp[i].boff, cp[i].len, buf + cp[i].dst, &missed, fdp,
+					again);
 		if (r < 0)
 			rc = r;
 		if (cp[i].fd >= 0) {
@@ -1066,12 +1071,22 @@ unlock:
 			n->ra_queued = upto;
 		pthread_mutex_unlock(&n->lock);
 	}
-	if (rc > 0 && ra == RA_NONE && missed)
+	if (rc > 0 && ra == RA_NONE && missed && !again)
 		note_random_miss(fs, n, fsize);
 	if (cp != parts)
 		free(cp);
 	core_node_put(fs, n);
 	return rc;
+}
+
+ssize_t rfs_read(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf, struct rfs_read_reply *zc)
+{
+	return read_file(fs, ino, off, size, buf, zc, 0);
+}
+
+ssize_t rfs_read_again(struct rfs_fs *fs, uint64_t ino, uint64_t off, size_t size, char *buf)
+{
+	return read_file(fs, ino, off, size, buf, NULL, 1);
 }
 
 /* Whether a block can be read without the store: in the block cache, or (a small block)

@@ -18,6 +18,7 @@
 
 #include "fs/core.h"
 #include "fs/log.h"
+#include "fs/util.h"
 
 struct ops_ctx {
 	struct rfs_fs *fs;
@@ -232,6 +233,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 struct reply_pipe {
 	int fd[2];
 	size_t size;
+	size_t refused; /* a size F_SETPIPE_SZ refused (0: none): replies that big are copied */
 };
 static pthread_key_t pipe_key;
 static pthread_once_t pipe_once = PTHREAD_ONCE_INIT;
@@ -269,12 +271,24 @@ static struct reply_pipe *pipe_get(size_t need)
 		}
 	}
 	if (p->size < need) {
-		int sz = fcntl(p->fd[0], F_SETPIPE_SZ, (int)need);
-		if (sz < 0)
+		if (p->refused && need >= p->refused)
 			return NULL;
+		int sz = fcntl(p->fd[0], F_SETPIPE_SZ, (int)need);
+		if (sz < 0) {
+			p->refused = need; /* e.g. a -o max_read above pipe-max-size: not asked again */
+			return NULL;
+		}
 		p->size = (size_t)sz;
 	}
 	return p;
+}
+
+/* The pipe size a reply of up to size bytes needs: a slot per page, and one more per piece
+ * (a piece may start mid-page). */
+static size_t pipe_need(size_t size)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	return size + (RFS_READ_SEGS + 2) * (size_t)(ps > 0 ? ps : 4096);
 }
 
 /* Drops this thread's pipe (its content is unknown after a failure). */
@@ -299,8 +313,14 @@ static int pipe_fill(struct reply_pipe *p, const char *buf, const struct rfs_rea
 					: splice(sg->fd, &pos, p->fd[1], NULL, sg->len - done, SPLICE_F_NONBLOCK);
 			if (r <= 0) {
 				int err = r < 0 ? errno : EIO; /* 0: the file is shorter than it was */
-				RFS_LOG(LOG_WARNING, "cannot %s a read reply (%s); reading it again by copying",
-					sg->fd < 0 ? "queue" : "splice the SSD cache into", strerror(err));
+				/* at most one line a minute: a failing disk fails every read */
+				static int64_t last_ms;
+				int64_t now = rfs_monotonic_ms(), was = __atomic_load_n(&last_ms, __ATOMIC_RELAXED);
+				if ((!was || now - was >= 60000) &&
+				    __atomic_compare_exchange_n(&last_ms, &was, now, 0, __ATOMIC_RELAXED,
+								__ATOMIC_RELAXED))
+					RFS_LOG(LOG_WARNING, "cannot %s a read reply (%s); reading it again by copying",
+						sg->fd < 0 ? "queue" : "splice the SSD cache into", strerror(err));
 				pipe_drop();
 				return -err;
 			}
@@ -310,13 +330,11 @@ static int pipe_fill(struct reply_pipe *p, const char *buf, const struct rfs_rea
 	return 0;
 }
 
-/* Sends a reply made of buffer pieces and cache file ranges (closing the files). 0, or
- * -errno when the pieces could not be gathered and nothing was sent. */
-static int reply_spliced(fuse_req_t req, const char *buf, size_t total, struct rfs_read_reply *zc)
+/* Sends a reply made of buffer pieces and cache file ranges through the pipe p (closing the
+ * files). 0, or -errno when the pieces could not be gathered and nothing was sent. */
+static int reply_spliced(fuse_req_t req, struct reply_pipe *p, const char *buf, size_t total, struct rfs_read_reply *zc)
 {
-	long ps = sysconf(_SC_PAGESIZE);
-	struct reply_pipe *p = pipe_get(total + (RFS_READ_SEGS + 2) * (size_t)(ps > 0 ? ps : 4096));
-	int rc = p ? pipe_fill(p, buf, zc) : -EAGAIN;
+	int rc = pipe_fill(p, buf, zc);
 	for (size_t i = 0; i < zc->nsegs; i++)
 		if (zc->seg[i].fd >= 0)
 			close(zc->seg[i].fd);
@@ -341,12 +359,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	struct rfs_read_reply zc;
-	ssize_t n = rfs_read(fs, ino, (uint64_t)off, size, buf, &zc);
-	if (n >= 0 && zc.nsegs && reply_spliced(req, buf, (size_t)n, &zc) == 0)
+	/* no pipe for this thread (or not one that big): copy, as libfuse would */
+	struct reply_pipe *p = pipe_get(pipe_need(size));
+	struct rfs_read_reply zc = {0};
+	ssize_t n = rfs_read(fs, ino, (uint64_t)off, size, buf, p ? &zc : NULL);
+	if (n >= 0 && zc.nsegs && reply_spliced(req, p, buf, (size_t)n, &zc) == 0)
 		goto out;
 	if (n >= 0 && zc.nsegs) /* not spliced: read again, copying (a bad cache file is fetched) */
-		n = rfs_read(fs, ino, (uint64_t)off, size, buf, NULL);
+		n = rfs_read_again(fs, ino, (uint64_t)off, size, buf);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

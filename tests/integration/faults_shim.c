@@ -8,8 +8,8 @@
  *                      process gets SIGKILL (a daemon killed in the middle of a write)
  *   cache-read-fail    pread and splice of block files of the SSD cache (CACHE/blocks/...)
  *                      return EIO (a failing cache disk)
- * While a file "match" exists there, only arenas whose path contains its first line are
- * affected (e.g. "arena.1").
+ * While a file "match" exists there, only files whose path contains its first line are
+ * affected (e.g. "arena.1", or the cache dir for cache-read-fail).
  * Build: cc -shared -fPIC -o faults_shim.so faults_shim.c -ldl
  */
 #define _GNU_SOURCE
@@ -56,7 +56,7 @@ static int armed(int fd, const char *what)
 		fclose(f);
 	}
 	if (!strncmp(what, "cache-", 6))
-		return fd_path_has(fd, "/blocks/", "");
+		return fd_path_has(fd, "/blocks/", match);
 	return is_arena(fd, match);
 }
 

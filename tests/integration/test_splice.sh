@@ -103,6 +103,15 @@ check zc 1M 4
 check zc256 256K 4
 check zc64 64K 20
 
+step "a user's -o max_read wins over roamfs's own, the last of two (INIT has to repeat it, or the kernel refuses the mount)"
+rfs_new_cache zc64 # the last workspace checked: a.src is its a.bin
+rfs_mount zc64 -o max_read=65536 -o max_read=131072
+mp=$(rfs_mp zc64)
+grep -q " $mp fuse.roamfs .*max_read=131072" /proc/mounts || fail "the mount does not show max_read=131072: $(grep " $mp " /proc/mounts)"
+cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin reads back wrong with -o max_read=131072"
+rfs_umount zc64
+step "ok"
+
 step "a cache disk that fails reads: the read is done again from the store, not failed"
 command -v cc >/dev/null || skip "no C compiler for the fault shim"
 shim=$WORK/faults_shim.so
@@ -111,9 +120,10 @@ mkdir -p "$WORK/faults"
 export ROAMFS_FAULTS_DIR=$WORK/faults
 # an ASan build wants its runtime first; the shim only wraps libc calls
 export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
-rfs_new_cache zc64 # the last workspace checked: a.src is its a.bin
+rfs_new_cache zc64
 LD_PRELOAD=$shim rfs_mount zc64
 mp=$(rfs_mp zc64)
+echo "$(rfs_cache zc64)/blocks/" >"$WORK/faults/match" # this cache's block files only
 cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin reads back wrong before the fault"
 in0=$(rfs_status_field "$mp" bytes_in)
 touch "$WORK/faults/cache-read-fail"
@@ -121,16 +131,8 @@ sync
 echo 3 >/proc/sys/vm/drop_caches
 cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin cannot be read while the SSD cache fails reads (EIO instead of the store's copy)"
 rm "$WORK/faults/cache-read-fail"
+grep -q "reading it again by copying" "$(rfs_logfile zc64)" || fail "the daemon did not log the failed splice: the fault missed the spliced path"
 in1=$(rfs_status_field "$mp" bytes_in)
 [ $((in1 - in0)) -ge $((24 * MIB)) ] || fail "only $((in1 - in0)) bytes came from the store: the reads were not served from it"
 rfs_umount zc64
 step "ok: $((in1 - in0)) bytes fetched again from the store"
-
-step "a user's -o max_read wins over roamfs's own, the last of two (INIT has to repeat it, or the kernel refuses the mount)"
-rfs_new_cache zc64
-rfs_mount zc64 -o max_read=65536 -o max_read=131072
-mp=$(rfs_mp zc64)
-grep -q " $mp fuse.roamfs .*max_read=131072" /proc/mounts || fail "the mount does not show max_read=131072: $(grep " $mp " /proc/mounts)"
-cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin reads back wrong with -o max_read=131072"
-rfs_umount zc64
-step "ok"
