@@ -269,6 +269,19 @@ int rfs_cache_open_block(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN])
 	return fd;
 }
 
+void rfs_cache_drop(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN])
+{
+	char path[PATH_MAX];
+	block_path(c, hash, path, sizeof(path));
+	pthread_mutex_lock(&c->lock);
+	struct centry *e = find(c, hash);
+	if (e) {
+		unlink(path);
+		remove_entry(c, e);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 void rfs_cache_count(struct rfs_cache *c, int hit)
 {
 	pthread_mutex_lock(&c->lock);

@@ -30,6 +30,9 @@ int rfs_cache_open(const char *dir, uint64_t limit, struct rfs_cache **out);
 void rfs_cache_close(struct rfs_cache *c);
 /* Returns a read-only fd on the block, or -ENOENT. Moves it to the front of the LRU. */
 int rfs_cache_open_block(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
+/* Forgets a block whose file cannot be read (a bad sector of the cache disk): the next
+ * rfs_cache_put of it writes a new file instead of keeping the bad one. */
+void rfs_cache_drop(struct rfs_cache *c, const uint8_t hash[RFS_HASH_LEN]);
 /* Counts one read served locally (hit) or from the store (miss) in the stats. The reader
  * counts, once per block it reads, not the lookups: a read may look at the block file, a
  * cached pack range and the in-memory windows before it knows. */

@@ -465,6 +465,8 @@ static int load_cached_block(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN]
 		r = rfs_pread_full(fd, buf, (size_t)st.st_size, 0);
 	close(fd);
 	if (r < 0 || r != st.st_size) {
+		if (buf) /* read, not allocation, failed: drop the unreadable file (as above) */
+			rfs_cache_drop(fs->cache, hash);
 		free(buf);
 		return -ENOENT;
 	}
@@ -659,8 +661,10 @@ static int read_cached_part(struct rfs_fs *fs, const uint8_t hash[RFS_HASH_LEN],
 	}
 	ssize_t r = rfs_pread_full(fd, out, len, off);
 	close(fd);
-	if (r < 0)
+	if (r < 0) {
+		rfs_cache_drop(fs->cache, hash); /* unreadable: fetch it again, into a new file */
 		return -ENOENT;
+	}
 	memset(out + r, 0, len - (size_t)r);
 	return 0;
 }

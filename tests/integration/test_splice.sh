@@ -7,7 +7,7 @@
 # /proc/PID/io); replies that mix cache file ranges with staged (unsynced) bytes, holes and a
 # tail block that ends mid-block read back exactly, at odd offsets and sizes (O_DIRECT, so
 # each pread is a READ). A cache disk that fails reads (faults_shim.c) sends the reads to the
-# store instead of failing them. A max_read among the -o options is honoured.
+# store instead of failing them, and the unreadable block files are replaced. A max_read among the -o options is honoured.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 [ -n "$PY" ] || skip "needs python3"
@@ -125,6 +125,9 @@ LD_PRELOAD=$shim rfs_mount zc64
 mp=$(rfs_mp zc64)
 echo "$(rfs_cache zc64)/blocks/" >"$WORK/faults/match" # this cache's block files only
 cmp "$mp/a.bin" "$WORK/a.src" || fail "a.bin reads back wrong before the fault"
+# block files by name with inode and mtime: a block fetched again gets a new file
+inodes() { find "$(rfs_cache zc64)/blocks" -type f -printf '%f %i:%T@\n' | sort; }
+inodes >"$WORK/inodes.before"
 in0=$(rfs_status_field "$mp" bytes_in)
 touch "$WORK/faults/cache-read-fail"
 sync
@@ -134,5 +137,9 @@ rm "$WORK/faults/cache-read-fail"
 grep -q "reading it again by copying" "$(rfs_logfile zc64)" || fail "the daemon did not log the failed splice: the fault missed the spliced path"
 in1=$(rfs_status_field "$mp" bytes_in)
 [ $((in1 - in0)) -ge $((24 * MIB)) ] || fail "only $((in1 - in0)) bytes came from the store: the reads were not served from it"
+inodes >"$WORK/inodes.after"
+# a.bin's 384 blocks of 64 KiB: each unreadable file was dropped and cached anew
+renewed=$(join "$WORK/inodes.before" "$WORK/inodes.after" | awk '$2 != $3' | wc -l)
+[ "$renewed" -ge 384 ] || fail "only $renewed block files were replaced: unreadable cache files are kept"
 rfs_umount zc64
-step "ok: $((in1 - in0)) bytes fetched again from the store"
+step "ok: $((in1 - in0)) bytes fetched again from the store, $renewed block files replaced"

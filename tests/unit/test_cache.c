@@ -1,4 +1,4 @@
-/* Unit tests for fs/cache.c: the SSD block cache (put/open, LRU eviction, rescan, stats). */
+/* Unit tests for fs/cache.c: the SSD block cache (put/open, LRU eviction, rescan, stats, drop). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -341,6 +341,41 @@ out:
 	check_rmtree(dir);
 }
 
+static void cache_drop_forgets_a_block(void)
+{
+	/* a dropped block's file is gone and its bytes no longer count; the next put of it
+	 * writes a new file (a put of a block the cache has is skipped) */
+	char dir[4096];
+	REQUIRE(check_tmpdir(dir, sizeof(dir)) == 0);
+	struct rfs_cache *c = NULL;
+	if (!CHECK_OK(rfs_cache_open(dir, 10 * BLK, &c)))
+		goto out;
+	CHECK_OK(put_block(c, 1));
+	CHECK_OK(put_block(c, 2));
+	uint8_t data[BLK], hash[RFS_HASH_LEN];
+	make_block(1, data, hash);
+	rfs_cache_drop(c, hash);
+	CHECK(!has_block(c, 1));
+	CHECK(has_block(c, 2));
+	CHECK_EQ(rfs_cache_open_block(c, hash), -ENOENT);
+	struct rfs_cache_stats st;
+	rfs_cache_get_stats(c, &st);
+	CHECK_EQ(st.blocks, 1);
+	CHECK_EQ(st.used, BLK);
+	rfs_cache_drop(c, hash); /* dropping what is not there is a no-op */
+	CHECK_OK(put_block(c, 1));
+	CHECK(read_block(c, 1));
+	rfs_cache_close(c);
+	/* and the index rebuilt from the directory agrees */
+	if (!CHECK_OK(rfs_cache_open(dir, 10 * BLK, &c)))
+		goto out;
+	rfs_cache_get_stats(c, &st);
+	CHECK_EQ(st.blocks, 2);
+	rfs_cache_close(c);
+out:
+	check_rmtree(dir);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -351,5 +386,6 @@ int main(int argc, char **argv)
 	RUN(cache_stats_hits_misses);
 	RUN(cache_block_larger_than_limit);
 	RUN(cache_many_blocks);
+	RUN(cache_drop_forgets_a_block);
 	return check_done();
 }
