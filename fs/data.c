@@ -970,8 +970,7 @@ static void prefetch_file(struct rfs_fs *fs, uint64_t ino, uint64_t from)
  * than that a copy is as cheap as a splice anyway. */
 static size_t splice_min(void)
 {
-	long ps = sysconf(_SC_PAGESIZE); /* a libc variable, no system call */
-	return 2 * (size_t)(ps > 0 ? ps : 4096);
+	return 2 * rfs_page_size();
 }
 
 /* rfs_read and rfs_read_again (again: no readahead, no counting, see core.h). */

@@ -287,8 +287,7 @@ static struct reply_pipe *pipe_get(size_t need)
  * (a piece may start mid-page). */
 static size_t pipe_need(size_t size)
 {
-	long ps = sysconf(_SC_PAGESIZE);
-	return size + (RFS_READ_SEGS + 2) * (size_t)(ps > 0 ? ps : 4096);
+	return size + (RFS_READ_SEGS + 2) * rfs_page_size();
 }
 
 /* Drops this thread's pipe (its content is unknown after a failure). */
@@ -662,8 +661,7 @@ static unsigned splice_max_read(const char *user_opts)
 			pipe_max = 1 << 20;
 		fclose(f);
 	}
-	long ps = sysconf(_SC_PAGESIZE);
-	unsigned long page = ps > 0 ? (unsigned long)ps : 4096, reserve = (RFS_READ_SEGS + 3) * page;
+	unsigned long page = rfs_page_size(), reserve = (RFS_READ_SEGS + 3) * page;
 	if (pipe_max > (1 << 20) + reserve)
 		return 1 << 20;
 	if (pipe_max < reserve + 64 * page)

@@ -119,6 +119,12 @@ int64_t rfs_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+size_t rfs_page_size(void)
+{
+	long ps = sysconf(_SC_PAGESIZE); /* a libc variable, no system call */
+	return ps > 0 ? (size_t)ps : 4096;
+}
+
 int64_t rfs_monotonic_ms(void)
 {
 	struct timespec ts;

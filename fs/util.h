@@ -42,6 +42,7 @@ void rfs_random(void *out, size_t n);
 
 int64_t rfs_now_ns(void);       /* CLOCK_REALTIME in ns */
 int64_t rfs_monotonic_ms(void); /* CLOCK_BOOTTIME in ms: counts suspended time */
+size_t rfs_page_size(void);     /* the memory page size (4096 if unknown); no system call */
 
 /* "64M", "4GiB", "1048576" -> bytes. Returns 0 or -EINVAL. */
 int rfs_parse_size(const char *s, uint64_t *out);

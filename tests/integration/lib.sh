@@ -303,6 +303,20 @@ rfs__detach_dead() {
   return 0
 }
 
+# rfs_faults_shim: builds faults_shim.c into $RFS_SHIM (mount with LD_PRELOAD=$RFS_SHIM) and
+# points it at the trigger dir $RFS_FAULTS (exported as ROAMFS_FAULTS_DIR); an ASan build is
+# told the shim may come first (it only wraps libc calls). Skips without a C compiler. Call it
+# in the test's own shell, not in $(...).
+rfs_faults_shim() {
+  command -v cc >/dev/null || skip "no C compiler for the fault shim"
+  RFS_SHIM=$WORK/faults_shim.so RFS_FAULTS=$WORK/faults
+  cc -shared -fPIC -O1 -o "$RFS_SHIM" "$ROAMFS_SRC/tests/integration/faults_shim.c" -ldl ||
+    fail "cannot build faults_shim.c"
+  mkdir -p "$RFS_FAULTS"
+  export ROAMFS_FAULTS_DIR=$RFS_FAULTS
+  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+}
+
 # rfs_mount_tmpfs DIR SIZE: a small tmpfs (e.g. a cache dir that fills up); cleaned up on exit.
 rfs_mount_tmpfs() {
   mkdir -p "$1"

@@ -113,13 +113,8 @@ rfs_umount zc64
 step "ok"
 
 step "a cache disk that fails reads: the read is done again from the store, not failed"
-command -v cc >/dev/null || skip "no C compiler for the fault shim"
-shim=$WORK/faults_shim.so
-cc -shared -fPIC -O1 -o "$shim" "$(dirname "$0")/faults_shim.c" -ldl || fail "cannot build faults_shim.c"
-mkdir -p "$WORK/faults"
-export ROAMFS_FAULTS_DIR=$WORK/faults
-# an ASan build wants its runtime first; the shim only wraps libc calls
-export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+rfs_faults_shim
+shim=$RFS_SHIM
 rfs_new_cache zc64
 LD_PRELOAD=$shim rfs_mount zc64
 mp=$(rfs_mp zc64)

@@ -23,14 +23,8 @@
 source "$(dirname "$0")/lib.sh"
 rfs_require_file_store
 [ -n "$PY" ] || fail "python3 not found"
-command -v cc >/dev/null || skip "no C compiler for the fault shim"
-shim=$WORK/faults_shim.so
-cc -shared -fPIC -O1 -o "$shim" "$(dirname "$0")/faults_shim.c" -ldl || fail "cannot build faults_shim.c"
-faults=$WORK/faults
-mkdir -p "$faults"
-export ROAMFS_FAULTS_DIR=$faults
-# an ASan build wants its runtime first; the shim only wraps libc calls
-export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+rfs_faults_shim
+shim=$RFS_SHIM faults=$RFS_FAULTS
 
 rfs_format ws
 mp=$(rfs_mp ws)
