@@ -62,8 +62,9 @@ static struct dblock *dblock_find(struct node *n, uint64_t idx)
  * holds a header of RFS_STAGE_HDR bytes (magic, ino, idx, staged length, time of the last
  * write, its sequence number, an XXH3 of those) followed by the block. Every write puts its
  * data there and then rewrites the header (see "Crash order"). A retired region is punched
- * out (a hole reads as zeros: an invalid header, i.e. free) and its slot reused. Bytes past a block's staged length are never read (reads clamp to len),
- * and a write that leaves a gap past it zeroes the gap first.
+ * out (a hole reads as zeros: an invalid header, i.e. free) and its slot reused. Bytes past
+ * a block's staged length are never read (reads clamp to len), and a write that leaves a gap
+ * past it zeroes the gap first.
  *
  * Crash order. A write may land partly when the daemon is killed in the middle of it (the
  * kernel stops a buffered write between pages). So the data goes first and the header, which
